@@ -1,0 +1,74 @@
+import { Command } from "commander";
+import { ConfigError, type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
+import { RuleLoadError } from "@k8s-audit/detector";
+import { createAlertOutput } from "./alert-output.js";
+import { type StageSelection, startPipeline } from "./pipeline.js";
+
+interface RunFlags {
+  listen?: string;
+  cluster?: string;
+}
+
+async function runStages(stages: StageSelection, flags: RunFlags, printAlerts: boolean): Promise<void> {
+  const overrides: ConfigInput = { K8S_AUDIT_LISTEN: flags.listen, K8S_AUDIT_CLUSTER: flags.cluster };
+  const config = loadConfig(process.env, overrides);
+  const logger = createLogger({ level: config.LOG_LEVEL });
+  const onAlerts = printAlerts ? createAlertOutput({ file: config.K8S_AUDIT_ALERTS_FILE }) : undefined;
+  const pipeline = await startPipeline({ config, stages, logger, onAlerts });
+  const parts = [
+    pipeline.url ? `webhook listening on ${pipeline.url}` : undefined,
+    `bus: ${pipeline.busKind === "kafka" ? `kafka ${config.KAFKA_BROKERS?.join(",")}` : "in-memory"}`,
+    stages.detect ? "detector on" : undefined,
+    stages.ship || stages.detect ? (config.ELASTICSEARCH_URL ? `shipping to ${config.ELASTICSEARCH_URL}` : undefined) : undefined,
+    printAlerts ? `alerts → stdout and ${config.K8S_AUDIT_ALERTS_FILE}` : undefined,
+  ].filter(Boolean);
+  // The one line a person waits for; on stderr so stdout stays pure alerts when piped.
+  process.stderr.write(`k8s-audit: ${parts.join("; ")}\n`);
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    pipeline.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
+}
+
+const program = new Command("k8s-audit")
+  .description("Kubernetes audit pipeline: webhook ingest → Kafka → detection → Elasticsearch")
+  .showHelpAfterError();
+
+const withRunFlags = (cmd: Command) =>
+  cmd.option("-l, --listen <host:port>", "webhook listen address (K8S_AUDIT_LISTEN)").option("-c, --cluster <name>", "default cluster name (K8S_AUDIT_CLUSTER)");
+
+withRunFlags(program.command("start"))
+  .description("run ingest + detector + shipper in one process (in-memory bus unless KAFKA_BROKERS is set)")
+  .action((flags: RunFlags) => runStages({ ingest: true, detect: true, ship: true }, flags, true));
+
+withRunFlags(program.command("ingest"))
+  .description("run the audit webhook receiver, publishing to Kafka (needs KAFKA_BROKERS)")
+  .action((flags: RunFlags) => runStages({ ingest: true, detect: false, ship: false }, flags, false));
+
+program
+  .command("detect")
+  .description("run the detector: events topic → rules → alerts topic (needs KAFKA_BROKERS)")
+  .action(() => runStages({ ingest: false, detect: true, ship: false }, {}, false));
+
+program
+  .command("ship")
+  .description("run the shipper: alerts topic → Elasticsearch (needs KAFKA_BROKERS and ELASTICSEARCH_URL)")
+  .action(() => runStages({ ingest: false, detect: false, ship: true }, {}, false));
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ConfigError || err instanceof RuleLoadError) console.error(`k8s-audit: ${err.message}`);
+  else console.error(`k8s-audit: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

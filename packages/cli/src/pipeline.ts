@@ -1,0 +1,104 @@
+import { readFileSync } from "node:fs";
+import { type Alert, type Config, createBus, type Logger, parseListen, type Subscription, topicsOf } from "@k8s-audit/core";
+import { Detector, loadRules, SHIPPED_RULES_DIR, startDetectorService } from "@k8s-audit/detector";
+import { createIngestServer, TokenSet } from "@k8s-audit/ingest";
+import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
+
+export interface StageSelection {
+  ingest: boolean;
+  detect: boolean;
+  ship: boolean;
+}
+
+export interface RunningPipeline {
+  /** Webhook URL when the ingest runs. */
+  url?: string;
+  busKind: "kafka" | "memory";
+  stop(): Promise<void>;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$/;
+
+/** Wires the selected stages onto one bus. Used by every CLI subcommand; `start` selects them all. */
+export async function startPipeline(options: {
+  config: Config;
+  stages: StageSelection;
+  logger: Logger;
+  onAlerts?: (alerts: Alert[]) => void;
+}): Promise<RunningPipeline> {
+  const { config, stages, logger } = options;
+  const bus = createBus(config, logger);
+  const topics = topicsOf(config);
+  if (bus.kind === "memory" && !(stages.ingest && stages.detect)) {
+    throw new Error("without KAFKA_BROKERS the stages can only run together (k8s-audit start): set KAFKA_BROKERS to run them apart");
+  }
+  await bus.ensureTopics([topics.events, topics.alerts, topics.deadLetter]);
+  const subscriptions: Subscription[] = [];
+  let server: ReturnType<typeof createIngestServer> | undefined;
+  let url: string | undefined;
+
+  try {
+    if (stages.ship) {
+      if (!config.ELASTICSEARCH_URL) {
+        if (!stages.detect) throw new Error("k8s-audit ship needs ELASTICSEARCH_URL");
+      } else {
+        const es = createElasticsearchClient(config.ELASTICSEARCH_URL, config.ELASTICSEARCH_API_KEY);
+        subscriptions.push(await startShipperService({ bus, topics, es, logger, namespace: config.K8S_AUDIT_ES_NAMESPACE }));
+        logger.info({ elasticsearch: config.ELASTICSEARCH_URL }, "shipper running");
+      }
+    }
+    if (stages.detect) {
+      const dirs = [SHIPPED_RULES_DIR, ...(config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [])];
+      const detector = new Detector(loadRules(dirs));
+      subscriptions.push(await startDetectorService({ bus, topics, detector, logger, onAlerts: options.onAlerts }));
+      logger.info({ rules: detector.rules.length }, "detector running");
+    }
+    if (stages.ingest) {
+      const listen = parseListen(config.K8S_AUDIT_LISTEN);
+      const tls = config.K8S_AUDIT_TLS_CERT && config.K8S_AUDIT_TLS_KEY;
+      if (!tls && !config.K8S_AUDIT_ALLOW_PLAIN_HTTP && !LOOPBACK.test(listen.host)) {
+        throw new Error(
+          `refusing plain HTTP on ${config.K8S_AUDIT_LISTEN}: audit events carry the whole cluster's activity. Set K8S_AUDIT_TLS_CERT and K8S_AUDIT_TLS_KEY, or K8S_AUDIT_ALLOW_PLAIN_HTTP=true`,
+        );
+      }
+      server = createIngestServer({
+        bus,
+        topics,
+        logger,
+        defaultCluster: config.K8S_AUDIT_CLUSTER,
+        bodyLimitBytes: config.K8S_AUDIT_BODY_LIMIT_BYTES,
+        ...(config.K8S_AUDIT_TOKENS_FILE ? { tokens: TokenSet.fromFile(config.K8S_AUDIT_TOKENS_FILE) } : {}),
+        ...(tls
+          ? {
+              https: {
+                cert: readFileSync(config.K8S_AUDIT_TLS_CERT as string),
+                key: readFileSync(config.K8S_AUDIT_TLS_KEY as string),
+                ...(config.K8S_AUDIT_TLS_CLIENT_CA ? { ca: readFileSync(config.K8S_AUDIT_TLS_CLIENT_CA), requestCert: true } : {}),
+              },
+            }
+          : {}),
+      });
+      await server.listen({ host: listen.host, port: listen.port });
+      const address = server.server.address();
+      const port = typeof address === "object" && address ? address.port : listen.port;
+      const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host;
+      url = `${tls ? "https" : "http"}://${host}:${port}/audit`;
+    }
+  } catch (err) {
+    await Promise.allSettled(subscriptions.map((s) => s.stop()));
+    await server?.close();
+    await bus.close();
+    throw err;
+  }
+
+  return {
+    url,
+    busKind: bus.kind,
+    // Order matters: stop accepting (finishing in-flight requests) before the consumers and the bus go away.
+    stop: async () => {
+      await server?.close();
+      for (const s of subscriptions) await s.stop();
+      await bus.close();
+    },
+  };
+}

@@ -1,0 +1,119 @@
+import { z } from "zod";
+
+/**
+ * The audit.k8s.io/v1 Event as the kube-apiserver sends it, also accepting the older v1beta1 shape found in
+ * archives (it adds `timestamp` and `metadata.creationTimestamp`). Unknown fields are kept: we are a pipe, not a filter.
+ */
+export const AUDIT_STAGES = ["RequestReceived", "ResponseStarted", "ResponseComplete", "Panic"] as const;
+export const AUDIT_LEVELS = ["None", "Metadata", "Request", "RequestResponse"] as const;
+
+const UserInfoSchema = z.looseObject({
+  username: z.string().optional(),
+  uid: z.string().optional(),
+  groups: z.array(z.string()).nullish(),
+  extra: z.record(z.string(), z.array(z.string())).nullish(),
+});
+
+const ObjectReferenceSchema = z.looseObject({
+  resource: z.string().optional(),
+  namespace: z.string().optional(),
+  name: z.string().optional(),
+  uid: z.string().optional(),
+  apiGroup: z.string().optional(),
+  apiVersion: z.string().optional(),
+  resourceVersion: z.string().optional(),
+  subresource: z.string().optional(),
+});
+
+const StatusSchema = z.looseObject({
+  code: z.number().int().optional(),
+  status: z.string().optional(),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+});
+
+/** RFC 3339 with optional fractional seconds; checked loosely (a parse) since the apiserver's format is fixed. */
+const Timestamp = z.string().refine((s) => !Number.isNaN(Date.parse(s)), { message: "not an RFC 3339 timestamp" });
+
+export const AuditEventSchema = z
+  .looseObject({
+    kind: z.literal("Event").optional(),
+    apiVersion: z.enum(["audit.k8s.io/v1", "audit.k8s.io/v1beta1"]).optional(),
+    level: z.enum(AUDIT_LEVELS),
+    auditID: z.string().min(1),
+    stage: z.enum(AUDIT_STAGES),
+    requestURI: z.string(),
+    verb: z.string().min(1),
+    user: UserInfoSchema,
+    impersonatedUser: UserInfoSchema.nullish(),
+    sourceIPs: z.array(z.string()).nullish(),
+    userAgent: z.string().optional(),
+    objectRef: ObjectReferenceSchema.nullish(),
+    responseStatus: StatusSchema.nullish(),
+    requestObject: z.unknown().optional(),
+    responseObject: z.unknown().optional(),
+    requestReceivedTimestamp: Timestamp.optional(),
+    stageTimestamp: Timestamp.optional(),
+    /** v1beta1 only */
+    timestamp: Timestamp.optional(),
+    annotations: z.record(z.string(), z.string()).nullish(),
+    /** Stamped by the ingest: the cluster this event came from. Not part of the Kubernetes schema. */
+    cluster: z.string().optional(),
+  })
+  .refine((e) => e.stageTimestamp !== undefined || e.timestamp !== undefined, {
+    message: "event has neither stageTimestamp nor (v1beta1) timestamp",
+    path: ["stageTimestamp"],
+  });
+
+export type AuditEvent = z.infer<typeof AuditEventSchema>;
+
+export const EventListSchema = z.looseObject({
+  kind: z.literal("EventList"),
+  apiVersion: z.string().optional(),
+  items: z.array(z.unknown()),
+});
+
+/** The event time: stageTimestamp, or for v1beta1 archives without it, timestamp. */
+export function eventTime(event: AuditEvent): string {
+  return (event.stageTimestamp ?? event.timestamp) as string;
+}
+
+/** Only the last sourceIP is trustworthy (earlier ones come from X-Forwarded-For, which clients set). */
+export function trustedSourceIP(event: AuditEvent): string | undefined {
+  const ips = event.sourceIPs;
+  return ips && ips.length > 0 ? ips[ips.length - 1] : undefined;
+}
+
+/** Identity of one request at one stage: the apiserver re-sends exactly this on retries. */
+export function dedupKey(event: AuditEvent): string {
+  return `${event.auditID}|${event.stage}|${eventTime(event)}`;
+}
+
+export type BodyShape = "EventList" | "Event" | "array";
+
+/**
+ * Splits a webhook or file body into its items without validating them: an EventList, a single Event, or a JSON array.
+ * Throws with a clear message for anything else.
+ */
+export function itemsOf(body: unknown): { shape: BodyShape; items: unknown[] } {
+  if (Array.isArray(body)) return { shape: "array", items: body };
+  if (body !== null && typeof body === "object") {
+    const kind = (body as { kind?: unknown }).kind;
+    if (kind === "EventList") {
+      const list = EventListSchema.safeParse(body);
+      if (!list.success) throw new Error("EventList without an items array");
+      return { shape: "EventList", items: list.data.items };
+    }
+    if (kind === undefined || kind === "Event") return { shape: "Event", items: [body] };
+    throw new Error(`expected an EventList, an Event or an array of Events, got kind ${JSON.stringify(kind)}`);
+  }
+  throw new Error(`expected an EventList, an Event or an array of Events, got ${body === null ? "null" : typeof body}`);
+}
+
+/** A one-line reason naming the first failing fields, for dead letters and 4xx bodies. */
+export function describeIssues(error: z.ZodError, max = 3): string {
+  return error.issues
+    .slice(0, max)
+    .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
+    .join("; ");
+}

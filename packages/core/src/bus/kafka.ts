@@ -1,0 +1,155 @@
+import { type Consumer, Kafka, type KafkaConfig, logLevel, Partitioners, type Producer } from "kafkajs";
+import type { Logger } from "pino";
+import type { Bus, BusMessage, ConsumedMessage, ConsumeOptions, Subscription } from "./types.js";
+
+/**
+ * The only module that knows kafkajs (design.md §3: unmaintained, keep it swappable).
+ * Producer: idempotent, acks=all, one in-flight request per broker so retries cannot reorder.
+ */
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId: string;
+  logger: Logger;
+  /** Partitions for topics this bus creates. */
+  partitions?: number;
+  replicationFactor?: number;
+  ssl?: KafkaConfig["ssl"];
+  sasl?: KafkaConfig["sasl"];
+}
+
+const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
+  [logLevel.ERROR]: "error",
+  [logLevel.WARN]: "warn",
+  [logLevel.INFO]: "info",
+  [logLevel.DEBUG]: "debug",
+};
+
+export class KafkaBus implements Bus {
+  readonly kind = "kafka" as const;
+  private readonly kafka: Kafka;
+  private producer: Producer | undefined;
+  private producerReady: Promise<Producer> | undefined;
+  private readonly consumers = new Set<Consumer>();
+
+  constructor(private readonly options: KafkaBusOptions) {
+    const log = options.logger.child({ component: "kafka" });
+    this.kafka = new Kafka({
+      clientId: options.clientId,
+      brokers: options.brokers,
+      ssl: options.ssl,
+      sasl: options.sasl,
+      connectionTimeout: 3000,
+      requestTimeout: 10000,
+      retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 3000 },
+      logLevel: logLevel.WARN,
+      logCreator:
+        () =>
+        ({ level, log: entry }) => {
+          const { message, ...rest } = entry;
+          log[LEVELS[level] ?? "info"](rest, message);
+        },
+    });
+  }
+
+  private getProducer(): Promise<Producer> {
+    if (!this.producerReady) {
+      const producer = this.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
+      this.producerReady = producer.connect().then(
+        () => {
+          this.producer = producer;
+          return producer;
+        },
+        (err: unknown) => {
+          this.producerReady = undefined;
+          throw err;
+        },
+      );
+    }
+    return this.producerReady;
+  }
+
+  async ensureTopics(topics: string[]): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = topics.filter((t) => !existing.has(t));
+      if (missing.length > 0) {
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((topic) => ({
+            topic,
+            numPartitions: this.options.partitions ?? 3,
+            replicationFactor: this.options.replicationFactor ?? -1,
+          })),
+        });
+      }
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  async publish(topic: string, messages: BusMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    const producer = await this.getProducer();
+    await producer.send({ topic, acks: -1, messages });
+  }
+
+  async consume({ topic, groupId, fromBeginning = true, eachBatch }: ConsumeOptions): Promise<Subscription> {
+    const consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 100, sessionTimeout: 30000, heartbeatInterval: 3000 });
+    this.consumers.add(consumer);
+    await consumer.connect();
+    await consumer.subscribe({ topic, fromBeginning });
+    await consumer.run({
+      // Offsets are resolved only after eachBatch resolves, so a crash mid-batch redelivers it (at-least-once).
+      eachBatchAutoResolve: true,
+      autoCommit: true,
+      eachBatch: async ({ batch, heartbeat }) => {
+        const messages: ConsumedMessage[] = batch.messages.map((m) => ({
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: m.offset,
+          timestamp: Number(m.timestamp),
+          key: m.key?.toString(),
+          value: m.value?.toString() ?? "",
+          headers: m.headers
+            ? Object.fromEntries(Object.entries(m.headers).map(([k, v]) => [k, String(Array.isArray(v) ? v[0] : v)]))
+            : undefined,
+        }));
+        await eachBatch(messages);
+        await heartbeat();
+      },
+    });
+    return {
+      stop: async () => {
+        this.consumers.delete(consumer);
+        await consumer.disconnect();
+      },
+    };
+  }
+
+  async ping(): Promise<boolean> {
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+      await admin.describeCluster();
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.consumers].map((c) => c.disconnect()));
+    this.consumers.clear();
+    if (this.producer) await this.producer.disconnect();
+    this.producer = undefined;
+    this.producerReady = undefined;
+  }
+}

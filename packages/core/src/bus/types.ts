@@ -1,0 +1,47 @@
+/**
+ * The bus contract every stage talks to. Two implementations: Kafka (scale-out) and in-memory (embedded default).
+ * `publish` resolves only once the messages are durable (Kafka: acks=all). A consumer's batch handler resolving is what
+ * allows its offsets to be committed, so work is acknowledged only after it is done downstream.
+ */
+export interface BusMessage {
+  key?: string;
+  value: string;
+  headers?: Record<string, string>;
+}
+
+export interface ConsumedMessage extends BusMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  /** Broker or append time, milliseconds since the epoch. */
+  timestamp: number;
+}
+
+export interface ConsumeOptions {
+  topic: string;
+  groupId: string;
+  fromBeginning?: boolean;
+  /** Called with each batch in order; offsets are committed only after it resolves. */
+  eachBatch: (messages: ConsumedMessage[]) => Promise<void>;
+}
+
+export interface Subscription {
+  stop(): Promise<void>;
+}
+
+export interface Bus {
+  readonly kind: "kafka" | "memory";
+  /** Creates the topics if missing; idempotent. */
+  ensureTopics(topics: string[]): Promise<void>;
+  publish(topic: string, messages: BusMessage[]): Promise<void>;
+  consume(options: ConsumeOptions): Promise<Subscription>;
+  /** Is the backing store reachable right now? (readiness) */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export interface Topics {
+  events: string;
+  alerts: string;
+  deadLetter: string;
+}

@@ -1,0 +1,80 @@
+import { z } from "zod";
+
+const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port");
+const BrokerList = z
+  .string()
+  .transform((s) => s.split(",").map((b) => b.trim()).filter(Boolean))
+  .pipe(z.array(HostPort).min(1, "expected at least one host:port"));
+const Url = z.url({ protocol: /^https?$/, error: "expected an http(s) URL" });
+const Bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
+const TopicName = z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/, "expected a Kafka topic name ([a-zA-Z0-9._-])");
+const NamespaceName = z.string().regex(/^[a-z0-9_]{1,100}$/, "expected a data stream namespace ([a-z0-9_])");
+
+/**
+ * Every setting the stages read, by its environment variable name, so a bad value is reported by the name the
+ * operator typed. Defaults are the embedded default: everything on localhost, nothing external.
+ */
+export const ConfigSchema = z.object({
+  K8S_AUDIT_LISTEN: HostPort.default("127.0.0.1:8080"),
+  K8S_AUDIT_CLUSTER: z.string().regex(/^[a-zA-Z0-9._-]{1,128}$/, "expected a cluster name ([a-zA-Z0-9._-])").default("default"),
+  K8S_AUDIT_TOKENS_FILE: z.string().optional(),
+  K8S_AUDIT_TLS_CERT: z.string().optional(),
+  K8S_AUDIT_TLS_KEY: z.string().optional(),
+  K8S_AUDIT_TLS_CLIENT_CA: z.string().optional(),
+  K8S_AUDIT_ALLOW_PLAIN_HTTP: Bool.default(false),
+  K8S_AUDIT_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
+  KAFKA_BROKERS: BrokerList.optional(),
+  KAFKA_CLIENT_ID: z.string().default("k8s-audit-pipeline"),
+  KAFKA_PARTITIONS: z.coerce.number().int().min(1).default(3),
+  K8S_AUDIT_TOPIC_EVENTS: TopicName.default("k8s-audit.events"),
+  K8S_AUDIT_TOPIC_ALERTS: TopicName.default("k8s-audit.alerts"),
+  K8S_AUDIT_TOPIC_DEADLETTER: TopicName.default("k8s-audit.deadletter"),
+  K8S_AUDIT_RULES_DIR: z.string().optional(),
+  ELASTICSEARCH_URL: Url.optional(),
+  ELASTICSEARCH_API_KEY: z.string().optional(),
+  K8S_AUDIT_ES_NAMESPACE: NamespaceName.default("default"),
+  K8S_AUDIT_ALERTS_FILE: z.string().default("k8s-audit-alerts.ndjson"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = Partial<Record<keyof Config, string | undefined>>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { key: string; message: string }[]) {
+    super(`invalid configuration: ${problems.map((p) => `${p.key}: ${p.message}`).join("; ")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Reads the config from the environment (and explicit overrides, e.g. CLI flags); throws ConfigError naming each bad key. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: ConfigInput = {}): Config {
+  const input: Record<string, string | undefined> = {};
+  for (const key of Object.keys(ConfigSchema.shape)) {
+    const value = overrides[key as keyof Config] ?? env[key];
+    // An empty variable means "unset", as in most twelve-factor tools.
+    if (value !== undefined && value !== "") input[key] = value;
+  }
+  const parsed = ConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const key = String(issue.path[0] ?? "(config)");
+        // Echo the bad value to help the operator, except for anything that may be a secret.
+        const echo = input[key] !== undefined && !/TOKEN|KEY|PASSWORD/.test(key) ? ` (got ${JSON.stringify(input[key])})` : "";
+        return { key, message: issue.message + echo };
+      }),
+    );
+  }
+  return parsed.data;
+}
+
+export function topicsOf(config: Config) {
+  return { events: config.K8S_AUDIT_TOPIC_EVENTS, alerts: config.K8S_AUDIT_TOPIC_ALERTS, deadLetter: config.K8S_AUDIT_TOPIC_DEADLETTER };
+}
+
+/** Splits "host:port" into parts for listen(). */
+export function parseListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(":");
+  return { host: listen.slice(0, i), port: Number(listen.slice(i + 1)) };
+}

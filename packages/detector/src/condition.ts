@@ -1,0 +1,243 @@
+import { z } from "zod";
+
+/**
+ * The condition language of rules: a small tree of all / any / not / macro references and field tests, compiled once
+ * into closures. Field paths are dotted; an array anywhere along the path means "any element" (Falco and Sigma do the same).
+ */
+const Scalar = z.union([z.string(), z.number(), z.boolean()]);
+const ListRef = z.object({ list: z.string() }).strict();
+const ValueOrList = z.union([Scalar, z.array(Scalar), ListRef]);
+const StringOrList = z.union([z.string(), z.array(z.string()), ListRef]);
+
+const FieldTestSchema = z
+  .object({
+    field: z.string().min(1),
+    equals: Scalar.optional(),
+    in: z.union([z.array(Scalar), ListRef]).optional(),
+    prefix: StringOrList.optional(),
+    suffix: StringOrList.optional(),
+    contains: StringOrList.optional(),
+    glob: StringOrList.optional(),
+    regex: z.string().optional(),
+    cidr: StringOrList.optional(),
+    exists: z.boolean().optional(),
+    gt: z.number().optional(),
+    gte: z.number().optional(),
+    lt: z.number().optional(),
+    lte: z.number().optional(),
+    ignore_case: z.boolean().optional(),
+  })
+  .strict()
+  .refine(
+    (t) => OPERATORS.filter((op) => t[op] !== undefined).length === 1,
+    { message: `a field test needs exactly one operator of: ${"equals, in, prefix, suffix, contains, glob, regex, cidr, exists, gt, gte, lt, lte"}` },
+  );
+
+const OPERATORS = ["equals", "in", "prefix", "suffix", "contains", "glob", "regex", "cidr", "exists", "gt", "gte", "lt", "lte"] as const;
+
+export type FieldTest = z.infer<typeof FieldTestSchema>;
+export type Condition =
+  | { all: Condition[] }
+  | { any: Condition[] }
+  | { not: Condition }
+  | { macro: string }
+  | FieldTest;
+
+export const ConditionSchema: z.ZodType<Condition> = z.lazy(() =>
+  z.union([
+    z.object({ all: z.array(ConditionSchema).min(1) }).strict(),
+    z.object({ any: z.array(ConditionSchema).min(1) }).strict(),
+    z.object({ not: ConditionSchema }).strict(),
+    z.object({ macro: z.string().min(1) }).strict(),
+    FieldTestSchema,
+  ]),
+);
+
+export type Predicate = (event: unknown) => boolean;
+
+export interface CompileContext {
+  lists: ReadonlyMap<string, readonly (string | number | boolean)[]>;
+  macros: ReadonlyMap<string, Condition>;
+}
+
+/** Resolves a dotted path into every value it reaches (flattening arrays). */
+export function compilePath(path: string): (root: unknown) => unknown[] {
+  const segments = path.split(".");
+  return (root) => {
+    let current: unknown[] = [root];
+    for (const segment of segments) {
+      const next: unknown[] = [];
+      for (const value of current) {
+        if (Array.isArray(value)) {
+          for (const element of value) pushChild(next, element, segment);
+        } else pushChild(next, value, segment);
+      }
+      if (next.length === 0) return next;
+      current = next;
+    }
+    return current.flatMap((v) => (Array.isArray(v) ? v : [v]));
+  };
+}
+
+function pushChild(out: unknown[], value: unknown, key: string): void {
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    const child = (value as Record<string, unknown>)[key];
+    if (child !== undefined && child !== null) out.push(child);
+  }
+}
+
+function globToRegExp(glob: string, flags: string): RegExp {
+  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${escaped}$`, flags);
+}
+
+function parseIPv4(ip: string): number | undefined {
+  const parts = ip.split(".");
+  if (parts.length !== 4) return undefined;
+  let n = 0;
+  for (const p of parts) {
+    const octet = Number(p);
+    if (!/^\d{1,3}$/.test(p) || octet > 255) return undefined;
+    n = n * 256 + octet;
+  }
+  return n;
+}
+
+function expandIPv6(ip: string): bigint | undefined {
+  const zone = ip.indexOf("%");
+  const addr = zone >= 0 ? ip.slice(0, zone) : ip;
+  const halves = addr.split("::");
+  if (halves.length > 2) return undefined;
+  const head = halves[0] ? halves[0].split(":") : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(":") : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? head.length !== 8 : missing < 1) return undefined;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill("0"), ...tail];
+  let n = 0n;
+  for (const g of groups) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return undefined;
+    n = (n << 16n) | BigInt(Number.parseInt(g, 16));
+  }
+  return n;
+}
+
+/** A CIDR membership test for IPv4 and IPv6 (IPv4-mapped IPv6 addresses are matched as IPv4). */
+export function compileCidr(cidr: string): (ip: string) => boolean {
+  const [base = "", bitsText] = cidr.split("/");
+  const v4 = parseIPv4(base);
+  if (v4 !== undefined) {
+    const bits = bitsText === undefined ? 32 : Number(bitsText);
+    if (!(bits >= 0 && bits <= 32)) throw new Error(`invalid CIDR ${cidr}`);
+    const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+    const net = (v4 & mask) >>> 0;
+    return (ip) => {
+      const candidate = parseIPv4(ip.startsWith("::ffff:") ? ip.slice(7) : ip);
+      return candidate !== undefined && ((candidate & mask) >>> 0) === net;
+    };
+  }
+  const v6 = expandIPv6(base);
+  if (v6 === undefined) throw new Error(`invalid CIDR ${cidr}`);
+  const bits = BigInt(bitsText === undefined ? 128 : Number(bitsText));
+  if (bits < 0n || bits > 128n) throw new Error(`invalid CIDR ${cidr}`);
+  const mask = bits === 0n ? 0n : ((1n << bits) - 1n) << (128n - bits);
+  const net = v6 & mask;
+  return (ip) => {
+    const candidate = expandIPv6(ip);
+    return candidate !== undefined && (candidate & mask) === net;
+  };
+}
+
+function asStrings(value: FieldTest["prefix"], ctx: CompileContext): string[] {
+  if (value === undefined) return [];
+  if (typeof value === "string") return [value];
+  if (Array.isArray(value)) return value;
+  return resolveList(value.list, ctx).map(String);
+}
+
+function resolveList(name: string, ctx: CompileContext): readonly (string | number | boolean)[] {
+  const list = ctx.lists.get(name);
+  if (!list) throw new Error(`unknown list "${name}"`);
+  return list;
+}
+
+function compileFieldTest(test: FieldTest, ctx: CompileContext): Predicate {
+  const values = compilePath(test.field);
+  const fold = test.ignore_case ? (s: string) => s.toLowerCase() : (s: string) => s;
+  const anyValue =
+    (match: (v: unknown) => boolean): Predicate =>
+    (event) =>
+      values(event).some(match);
+  const anyString = (match: (s: string) => boolean) => anyValue((v) => typeof v === "string" && match(fold(v)));
+
+  if (test.exists !== undefined) {
+    const want = test.exists;
+    return (event) => values(event).length > 0 === want;
+  }
+  if (test.equals !== undefined) {
+    const want = typeof test.equals === "string" ? fold(test.equals) : test.equals;
+    return anyValue((v) => (typeof v === "string" ? fold(v) === want : v === want));
+  }
+  if (test.in !== undefined) {
+    const list = Array.isArray(test.in) ? test.in : resolveList(test.in.list, ctx);
+    const set = new Set(list.map((x) => (typeof x === "string" ? fold(x) : x)));
+    return anyValue((v) => set.has(typeof v === "string" ? fold(v) : (v as number | boolean)));
+  }
+  if (test.prefix !== undefined) {
+    const prefixes = asStrings(test.prefix, ctx).map(fold);
+    return anyString((s) => prefixes.some((p) => s.startsWith(p)));
+  }
+  if (test.suffix !== undefined) {
+    const suffixes = asStrings(test.suffix, ctx).map(fold);
+    return anyString((s) => suffixes.some((p) => s.endsWith(p)));
+  }
+  if (test.contains !== undefined) {
+    const needles = asStrings(test.contains, ctx).map(fold);
+    return anyString((s) => needles.some((n) => s.includes(n)));
+  }
+  if (test.glob !== undefined) {
+    const patterns = asStrings(test.glob, ctx).map((g) => globToRegExp(g, test.ignore_case ? "i" : ""));
+    return anyValue((v) => typeof v === "string" && patterns.some((re) => re.test(v)));
+  }
+  if (test.regex !== undefined) {
+    const re = new RegExp(test.regex, test.ignore_case ? "i" : "");
+    return anyValue((v) => typeof v === "string" && re.test(v));
+  }
+  if (test.cidr !== undefined) {
+    const nets = asStrings(test.cidr, ctx).map(compileCidr);
+    return anyValue((v) => typeof v === "string" && nets.some((inNet) => inNet(v)));
+  }
+  const numeric = (cmp: (n: number) => boolean) =>
+    anyValue((v) => {
+      const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : Number.NaN;
+      return !Number.isNaN(n) && cmp(n);
+    });
+  if (test.gt !== undefined) return numeric((n) => n > (test.gt as number));
+  if (test.gte !== undefined) return numeric((n) => n >= (test.gte as number));
+  if (test.lt !== undefined) return numeric((n) => n < (test.lt as number));
+  if (test.lte !== undefined) return numeric((n) => n <= (test.lte as number));
+  throw new Error(`field test on ${test.field} has no operator`);
+}
+
+/** Compiles a condition tree; macro cycles and unknown macros or lists are reported. */
+export function compileCondition(condition: Condition, ctx: CompileContext, macroStack: string[] = []): Predicate {
+  if ("all" in condition) {
+    const parts = condition.all.map((c) => compileCondition(c, ctx, macroStack));
+    return (event) => parts.every((p) => p(event));
+  }
+  if ("any" in condition) {
+    const parts = condition.any.map((c) => compileCondition(c, ctx, macroStack));
+    return (event) => parts.some((p) => p(event));
+  }
+  if ("not" in condition) {
+    const inner = compileCondition(condition.not, ctx, macroStack);
+    return (event) => !inner(event);
+  }
+  if ("macro" in condition) {
+    const name = condition.macro;
+    if (macroStack.includes(name)) throw new Error(`macro cycle: ${[...macroStack, name].join(" → ")}`);
+    const body = ctx.macros.get(name);
+    if (!body) throw new Error(`unknown macro "${name}"`);
+    return compileCondition(body, ctx, [...macroStack, name]);
+  }
+  return compileFieldTest(condition, ctx);
+}

@@ -1,0 +1,98 @@
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
+import type { z } from "zod";
+import { type CompileContext, compileCondition, type Predicate } from "./condition.js";
+import { LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
+
+/** The rule pack shipped with the product. */
+export const SHIPPED_RULES_DIR = fileURLToPath(new URL("../rules", import.meta.url));
+
+export interface CompiledRule {
+  readonly definition: RuleDefinition;
+  /** File the rule came from, relative to its rules folder. */
+  readonly source: string;
+  readonly matches: Predicate;
+}
+
+export class RuleLoadError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`rules failed to load:\n  ${problems.join("\n  ")}`);
+    this.name = "RuleLoadError";
+  }
+}
+
+function yamlFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir).sort()) {
+    const path = join(dir, entry);
+    if (statSync(path).isDirectory()) out.push(...yamlFiles(path));
+    else if (/\.ya?ml$/.test(entry)) out.push(path);
+  }
+  return out;
+}
+
+function describe(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
+}
+
+/**
+ * Loads every YAML file under the given folders (shipped pack first, site folders after). A document with `lists` or
+ * `macros` is a library; any other document is one rule. All problems are collected and reported together, each naming
+ * the file, the rule and the key.
+ */
+export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] {
+  const problems: string[] = [];
+  const definitions: { definition: RuleDefinition; source: string }[] = [];
+  const lists = new Map<string, (string | number | boolean)[]>();
+  const macros = new Map<string, z.infer<typeof LibrarySchema>["macros"][string]>();
+
+  for (const dir of dirs) {
+    for (const file of yamlFiles(dir)) {
+      const source = relative(dir, file);
+      const docs = parseAllDocuments(readFileSync(file, "utf8"));
+      for (const doc of Array.isArray(docs) ? docs : [docs]) {
+        if (doc.errors.length > 0) {
+          problems.push(`${file}: YAML: ${doc.errors[0]?.message}`);
+          continue;
+        }
+        const raw: unknown = doc.toJS();
+        if (raw === null || raw === undefined) continue;
+        if (typeof raw === "object" && ("lists" in raw || "macros" in raw)) {
+          const lib = LibrarySchema.safeParse(raw);
+          if (!lib.success) problems.push(...describe(lib.error).map((p) => `${file}: library: ${p}`));
+          else {
+            // Site files extend shipped lists rather than replace them: exceptions grow without editing our files.
+            for (const [name, values] of Object.entries(lib.data.lists)) lists.set(name, [...(lists.get(name) ?? []), ...values]);
+            for (const [name, body] of Object.entries(lib.data.macros)) macros.set(name, body);
+          }
+          continue;
+        }
+        const parsed = RuleSchema.safeParse(raw);
+        const id = typeof raw === "object" && "id" in raw ? String((raw as { id: unknown }).id) : "(no id)";
+        if (!parsed.success) problems.push(...describe(parsed.error).map((p) => `${file}: rule ${id}: ${p}`));
+        else definitions.push({ definition: parsed.data, source });
+      }
+    }
+  }
+
+  const ctx: CompileContext = { lists, macros };
+  const seen = new Map<string, string>();
+  const rules: CompiledRule[] = [];
+  for (const { definition, source } of definitions) {
+    const earlier = seen.get(definition.id);
+    if (earlier) {
+      problems.push(`${source}: rule ${definition.id}: id already used by ${earlier}`);
+      continue;
+    }
+    seen.set(definition.id, source);
+    try {
+      rules.push({ definition, source, matches: compileCondition(definition.condition, ctx) });
+    } catch (err) {
+      problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
+    }
+  }
+  if (problems.length > 0) throw new RuleLoadError(problems);
+  return rules;
+}

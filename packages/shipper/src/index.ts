@@ -1,0 +1,4 @@
+export { type BulkDocument, type BulkOutcome, bulkCreate } from "./bulk.js";
+export { createElasticsearchClient } from "./client.js";
+export { type ShipperServiceOptions, startShipperService } from "./service.js";
+export { ALERT_MAPPINGS, ALERTS_DATASET, alertsDataStream, ensureAlertTemplate } from "./templates.js";

@@ -1,0 +1,106 @@
+import type { Client } from "@elastic/elasticsearch";
+
+export const ALERTS_DATASET = "k8s_audit.alert";
+
+export function alertsDataStream(namespace: string): string {
+  return `logs-${ALERTS_DATASET}-${namespace}`;
+}
+
+const keyword = { type: "keyword" } as const;
+const text = { type: "text" } as const;
+const date = { type: "date" } as const;
+
+/**
+ * Explicit mappings for every alert field analysts and rules query; core field types only, so the same template works
+ * on the minimal test distribution and on a full cluster. `dynamic: false` keeps unexpected fields in _source only.
+ */
+export const ALERT_MAPPINGS = {
+  dynamic: false,
+  properties: {
+    "@timestamp": date,
+    message: { type: "text", fields: { keyword: { type: "keyword", ignore_above: 1024 } } },
+    event: {
+      properties: {
+        kind: keyword,
+        id: keyword,
+        category: keyword,
+        type: keyword,
+        action: keyword,
+        outcome: keyword,
+        severity: { type: "long" },
+        risk_score: { type: "float" },
+        dataset: keyword,
+        module: keyword,
+        provider: keyword,
+        ingested: date,
+        created: date,
+        start: date,
+        end: date,
+        count: { type: "long" },
+      },
+    },
+    rule: {
+      properties: {
+        id: keyword,
+        name: keyword,
+        description: text,
+        reference: keyword,
+        ruleset: keyword,
+        version: keyword,
+        category: keyword,
+      },
+    },
+    threat: {
+      properties: {
+        framework: keyword,
+        tactic: { properties: { id: keyword, name: keyword, reference: keyword } },
+        technique: { properties: { id: keyword, name: keyword, reference: keyword } },
+      },
+    },
+    user: { properties: { name: keyword, id: keyword, roles: keyword } },
+    source: { properties: { ip: { type: "ip" } } },
+    user_agent: { properties: { original: { type: "keyword", ignore_above: 1024 } } },
+    orchestrator: {
+      properties: {
+        type: keyword,
+        cluster: { properties: { name: keyword } },
+        namespace: keyword,
+        resource: { properties: { type: keyword, name: keyword } },
+        api_version: keyword,
+      },
+    },
+    related: { properties: { user: keyword, ip: { type: "ip" } } },
+    kubernetes: {
+      properties: {
+        audit: {
+          properties: {
+            auditID: keyword,
+            verb: keyword,
+            requestURI: { type: "keyword", ignore_above: 4096 },
+            stage: keyword,
+            responseStatus: { properties: { code: { type: "long" } } },
+            impersonatedUser: { properties: { username: keyword } },
+          },
+        },
+      },
+    },
+    labels: { type: "object", dynamic: true },
+    data_stream: { properties: { type: keyword, dataset: keyword, namespace: keyword } },
+  },
+} as const;
+
+/** Installs (or updates) the alert index template; idempotent. Priority above Elastic's built-in logs-*-* (100). */
+export async function ensureAlertTemplate(es: Client): Promise<void> {
+  await es.indices.putIndexTemplate({
+    name: "k8s-audit-alerts",
+    index_patterns: [`logs-${ALERTS_DATASET}-*`],
+    data_stream: {},
+    priority: 200,
+    template: {
+      settings: { number_of_shards: 1 },
+      // biome-ignore lint/suspicious/noExplicitAny: the client's mapping type is stricter than the JSON it accepts.
+      mappings: ALERT_MAPPINGS as any,
+    },
+    _meta: { managed_by: "k8s-audit-pipeline" },
+  });
+}

@@ -1,0 +1,35 @@
+import { randomUUID } from "node:crypto";
+import { type ConsumedMessage, createLogger, KafkaBus, type Topics } from "@k8s-audit/core";
+
+/** Topic names unique to one test, so tests never see each other's records. */
+export function uniqueTopics(prefix: string): Topics {
+  const id = randomUUID().slice(0, 8);
+  return { events: `${prefix}-${id}.events`, alerts: `${prefix}-${id}.alerts`, deadLetter: `${prefix}-${id}.deadletter` };
+}
+
+export const quietLogger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "warn" });
+
+/** Reads a topic from the beginning with a fresh consumer group until `count` records arrived (or the timeout). */
+export async function readTopic(brokers: string, topic: string, count: number, timeoutMs = 30_000): Promise<ConsumedMessage[]> {
+  const bus = new KafkaBus({ brokers: brokers.split(","), clientId: "test-reader", logger: quietLogger });
+  const seen: ConsumedMessage[] = [];
+  let done: () => void = () => {};
+  const finished = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  const sub = await bus.consume({
+    topic,
+    groupId: `test-reader-${randomUUID()}`,
+    fromBeginning: true,
+    eachBatch: async (messages) => {
+      seen.push(...messages);
+      if (seen.length >= count) done();
+    },
+  });
+  const timer = setTimeout(done, timeoutMs);
+  await finished;
+  clearTimeout(timer);
+  await sub.stop();
+  await bus.close();
+  return seen;
+}
