@@ -7,7 +7,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     root: new URL("..", import.meta.url).pathname,
-    reporters: process.env.CI ? ["verbose"] : ["default"],
+    reporters: [process.env.CI ? "verbose" : "default", "./test/support/summary-reporter.ts"],
     projects: [
       {
         extends: true,

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { alertId, loadConfig } from "@k8s-audit/core";
 import { startPipeline } from "@k8s-audit/cli";
+import { alertId, loadConfig } from "@k8s-audit/core";
 import { alertsDataStream, createElasticsearchClient } from "@k8s-audit/shipper";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
@@ -78,6 +78,7 @@ describe("walking skeleton: webhook to alert document", () => {
       hits = (await es.search({ index, query: { match_all: {} } })).hits.hits;
     }
     expect(hits).toHaveLength(1);
+    // biome-ignore lint/suspicious/noExplicitAny: the document is asserted field by field below.
     const hit = hits[0] as { _id: string; _source: Record<string, any> };
     expect(hit._id).toBe(expectedId);
     const doc = hit._source;
@@ -92,13 +93,28 @@ describe("walking skeleton: webhook to alert document", () => {
     expect(doc.user.name).toBe("alice@example.com");
     expect(doc.source.ip).toBe("198.51.100.7");
     expect(doc.user_agent.original).toMatch(/^kubectl\//);
-    expect(doc.orchestrator).toMatchObject({ type: "kubernetes", cluster: { name: "prod-eu-1" }, resource: { type: "clusterrolebindings", name: "mallory-admin" } });
+    expect(doc.orchestrator).toMatchObject({
+      type: "kubernetes",
+      cluster: { name: "prod-eu-1" },
+      resource: { type: "clusterrolebindings", name: "mallory-admin" },
+    });
     expect(doc.related).toEqual({ user: ["alice@example.com"], ip: ["198.51.100.7"] });
     expect(doc.kubernetes.audit.auditID).toEqual([binding.auditID]);
     expect(doc.data_stream).toEqual({ type: "logs", dataset: "k8s_audit.alert", namespace });
 
     // 4. the fields are searchable by their ECS names (mapped, not just stored)
-    const byRule = await es.search({ index, query: { bool: { filter: [{ term: { "rule.id": "rbac.binding_to_cluster_admin" } }, { term: { "kubernetes.audit.auditID": binding.auditID as string } }, { term: { "source.ip": "198.51.100.7" } }] } } });
+    const byRule = await es.search({
+      index,
+      query: {
+        bool: {
+          filter: [
+            { term: { "rule.id": "rbac.binding_to_cluster_admin" } },
+            { term: { "kubernetes.audit.auditID": binding.auditID as string } },
+            { term: { "source.ip": "198.51.100.7" } },
+          ],
+        },
+      },
+    });
     expect(byRule.hits.hits.map((h) => h._id)).toEqual([expectedId]);
   });
 });

@@ -15,7 +15,9 @@ declare module "vitest" {
 export default async function setup(project: TestProject) {
   const started = Date.now();
   const engines = await ensureEngines();
-  console.error(`[engines] ready in ${((Date.now() - started) / 1000).toFixed(1)} s: Kafka ${engines.kafkaBrokers}, Elasticsearch ${engines.elasticsearchUrl}`);
+  console.error(
+    `[engines] ready in ${((Date.now() - started) / 1000).toFixed(1)} s: Kafka ${engines.kafkaBrokers}, Elasticsearch ${engines.elasticsearchUrl}`,
+  );
   project.provide("kafkaBrokers", engines.kafkaBrokers);
   project.provide("elasticsearchUrl", engines.elasticsearchUrl);
   return async () => {

@@ -22,8 +22,8 @@ export function createAlertOutput(options: { file?: string; stdout?: NodeJS.Writ
   const tty = Boolean(out.isTTY);
   return (alerts: Alert[]) => {
     if (alerts.length === 0) return;
-    const json = alerts.map((a) => JSON.stringify(a)).join("\n") + "\n";
+    const json = `${alerts.map((a) => JSON.stringify(a)).join("\n")}\n`;
     if (options.file) appendFileSync(options.file, json);
-    out.write(tty ? alerts.map((a) => formatAlertLine(a, true)).join("\n") + "\n" : json);
+    out.write(tty ? `${alerts.map((a) => formatAlertLine(a, true)).join("\n")}\n` : json);
   };
 }

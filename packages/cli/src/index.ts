@@ -1,2 +1,2 @@
 export { createAlertOutput, formatAlertLine } from "./alert-output.js";
-export { type RunningPipeline, startPipeline, type StageSelection } from "./pipeline.js";
+export { type RunningPipeline, type StageSelection, startPipeline } from "./pipeline.js";

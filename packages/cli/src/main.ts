@@ -1,8 +1,9 @@
-import { Command } from "commander";
 import { ConfigError, type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
 import { RuleLoadError } from "@k8s-audit/detector";
+import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
 import { type StageSelection, startPipeline } from "./pipeline.js";
+import { setup } from "./setup.js";
 
 interface RunFlags {
   listen?: string;
@@ -47,7 +48,9 @@ const program = new Command("k8s-audit")
   .showHelpAfterError();
 
 const withRunFlags = (cmd: Command) =>
-  cmd.option("-l, --listen <host:port>", "webhook listen address (K8S_AUDIT_LISTEN)").option("-c, --cluster <name>", "default cluster name (K8S_AUDIT_CLUSTER)");
+  cmd
+    .option("-l, --listen <host:port>", "webhook listen address (K8S_AUDIT_LISTEN)")
+    .option("-c, --cluster <name>", "default cluster name (K8S_AUDIT_CLUSTER)");
 
 withRunFlags(program.command("start"))
   .description("run ingest + detector + shipper in one process (in-memory bus unless KAFKA_BROKERS is set)")
@@ -66,6 +69,15 @@ program
   .command("ship")
   .description("run the shipper: alerts topic → Elasticsearch (needs KAFKA_BROKERS and ELASTICSEARCH_URL)")
   .action(() => runStages({ ingest: false, detect: false, ship: true }, {}, false));
+
+program
+  .command("setup")
+  .description("create the Kafka topics and install the Elasticsearch templates (idempotent)")
+  .action(async () => {
+    const config = loadConfig();
+    const logger = createLogger({ level: config.LOG_LEVEL });
+    for (const line of await setup(config, logger)) console.log(line);
+  });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError || err instanceof RuleLoadError) console.error(`k8s-audit: ${err.message}`);

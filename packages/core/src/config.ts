@@ -3,7 +3,12 @@ import { z } from "zod";
 const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port");
 const BrokerList = z
   .string()
-  .transform((s) => s.split(",").map((b) => b.trim()).filter(Boolean))
+  .transform((s) =>
+    s
+      .split(",")
+      .map((b) => b.trim())
+      .filter(Boolean),
+  )
   .pipe(z.array(HostPort).min(1, "expected at least one host:port"));
 const Url = z.url({ protocol: /^https?$/, error: "expected an http(s) URL" });
 const Bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
@@ -16,13 +21,20 @@ const NamespaceName = z.string().regex(/^[a-z0-9_]{1,100}$/, "expected a data st
  */
 export const ConfigSchema = z.object({
   K8S_AUDIT_LISTEN: HostPort.default("127.0.0.1:8080"),
-  K8S_AUDIT_CLUSTER: z.string().regex(/^[a-zA-Z0-9._-]{1,128}$/, "expected a cluster name ([a-zA-Z0-9._-])").default("default"),
+  K8S_AUDIT_CLUSTER: z
+    .string()
+    .regex(/^[a-zA-Z0-9._-]{1,128}$/, "expected a cluster name ([a-zA-Z0-9._-])")
+    .default("default"),
   K8S_AUDIT_TOKENS_FILE: z.string().optional(),
   K8S_AUDIT_TLS_CERT: z.string().optional(),
   K8S_AUDIT_TLS_KEY: z.string().optional(),
   K8S_AUDIT_TLS_CLIENT_CA: z.string().optional(),
   K8S_AUDIT_ALLOW_PLAIN_HTTP: Bool.default(false),
-  K8S_AUDIT_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(64 * 1024 * 1024),
+  K8S_AUDIT_BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(64 * 1024 * 1024),
   KAFKA_BROKERS: BrokerList.optional(),
   KAFKA_CLIENT_ID: z.string().default("k8s-audit-pipeline"),
   KAFKA_PARTITIONS: z.coerce.number().int().min(1).default(3),
@@ -32,6 +44,7 @@ export const ConfigSchema = z.object({
   K8S_AUDIT_RULES_DIR: z.string().optional(),
   ELASTICSEARCH_URL: Url.optional(),
   ELASTICSEARCH_API_KEY: z.string().optional(),
+  KIBANA_URL: Url.optional(),
   K8S_AUDIT_ES_NAMESPACE: NamespaceName.default("default"),
   K8S_AUDIT_ALERTS_FILE: z.string().default("k8s-audit-alerts.ndjson"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -4,9 +4,9 @@ import { z } from "zod";
  * The condition language of rules: a small tree of all / any / not / macro references and field tests, compiled once
  * into closures. Field paths are dotted; an array anywhere along the path means "any element" (Falco and Sigma do the same).
  */
+const OPERATORS = ["equals", "in", "prefix", "suffix", "contains", "glob", "regex", "cidr", "exists", "gt", "gte", "lt", "lte"] as const;
 const Scalar = z.union([z.string(), z.number(), z.boolean()]);
 const ListRef = z.object({ list: z.string() }).strict();
-const ValueOrList = z.union([Scalar, z.array(Scalar), ListRef]);
 const StringOrList = z.union([z.string(), z.array(z.string()), ListRef]);
 
 const FieldTestSchema = z
@@ -28,20 +28,12 @@ const FieldTestSchema = z
     ignore_case: z.boolean().optional(),
   })
   .strict()
-  .refine(
-    (t) => OPERATORS.filter((op) => t[op] !== undefined).length === 1,
-    { message: `a field test needs exactly one operator of: ${"equals, in, prefix, suffix, contains, glob, regex, cidr, exists, gt, gte, lt, lte"}` },
-  );
-
-const OPERATORS = ["equals", "in", "prefix", "suffix", "contains", "glob", "regex", "cidr", "exists", "gt", "gte", "lt", "lte"] as const;
+  .refine((t) => OPERATORS.filter((op) => t[op] !== undefined).length === 1, {
+    message: `a field test needs exactly one operator of: ${OPERATORS.join(", ")}`,
+  });
 
 export type FieldTest = z.infer<typeof FieldTestSchema>;
-export type Condition =
-  | { all: Condition[] }
-  | { any: Condition[] }
-  | { not: Condition }
-  | { macro: string }
-  | FieldTest;
+export type Condition = { all: Condition[] } | { any: Condition[] } | { not: Condition } | { macro: string } | FieldTest;
 
 export const ConditionSchema: z.ZodType<Condition> = z.lazy(() =>
   z.union([
@@ -87,7 +79,10 @@ function pushChild(out: unknown[], value: unknown, key: string): void {
 }
 
 function globToRegExp(glob: string, flags: string): RegExp {
-  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const escaped = glob
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   return new RegExp(`^${escaped}$`, flags);
 }
 
@@ -132,7 +127,7 @@ export function compileCidr(cidr: string): (ip: string) => boolean {
     const net = (v4 & mask) >>> 0;
     return (ip) => {
       const candidate = parseIPv4(ip.startsWith("::ffff:") ? ip.slice(7) : ip);
-      return candidate !== undefined && ((candidate & mask) >>> 0) === net;
+      return candidate !== undefined && (candidate & mask) >>> 0 === net;
     };
   }
   const v6 = expandIPv6(base);

@@ -3,5 +3,5 @@ export { type Condition, compileCidr, compileCondition, compilePath } from "./co
 export { Detector } from "./engine.js";
 export { type CompiledRule, loadRules, RuleLoadError, SHIPPED_RULES_DIR } from "./loader.js";
 export { type RuleDefinition, RuleSchema } from "./rule.js";
-export { type DetectorServiceOptions, startDetectorService } from "./service.js";
 export { type RuleTestResult, runRuleTests } from "./rule-tests.js";
+export { type DetectorServiceOptions, startDetectorService } from "./service.js";

@@ -97,7 +97,10 @@ export async function startElasticsearch(log: (m: string) => void): Promise<"sta
   }
   const major = Number(ELASTICSEARCH_VERSION.split(".")[0]);
   // ES 8 runs on 17–23 (it relies on the Security Manager, gone in 24); ES 9 needs 21 or newer.
-  const jdk = major >= 9 ? findJdk(`Elasticsearch ${ELASTICSEARCH_VERSION}`, 21, Number.POSITIVE_INFINITY, "ES_JAVA_HOME") : findJdk(`Elasticsearch ${ELASTICSEARCH_VERSION}`, 17, 23, "ES_JAVA_HOME");
+  const jdk =
+    major >= 9
+      ? findJdk(`Elasticsearch ${ELASTICSEARCH_VERSION}`, 21, Number.POSITIVE_INFINITY, "ES_JAVA_HOME")
+      : findJdk(`Elasticsearch ${ELASTICSEARCH_VERSION}`, 17, 23, "ES_JAVA_HOME");
   ensureEsUser();
   removeFile(join(paths.run, "elasticsearch.root"));
   const es = layout();
@@ -123,7 +126,8 @@ export async function startElasticsearch(log: (m: string) => void): Promise<"sta
   await waitFor(
     `Elasticsearch on ${ELASTICSEARCH_URL}`,
     async () => {
-      if (child.exitCode !== null && !pidAlive(child.pid ?? -1)) throw new EngineError(`Elasticsearch exited (code ${child.exitCode}); see ${logFile}`);
+      if (child.exitCode !== null && !pidAlive(child.pid ?? -1))
+        throw new EngineError(`Elasticsearch exited (code ${child.exitCode}); see ${logFile}`);
       return elasticsearchReachable();
     },
     180_000,

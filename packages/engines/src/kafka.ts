@@ -95,7 +95,17 @@ export async function startKafka(log: (m: string) => void): Promise<"started" | 
   if (!existsSync(join(paths.kafkaData, "meta.properties"))) {
     // Storage is formatted once; later starts reuse the data (topics and offsets survive restarts, like a real broker).
     const id = run(java, ["-cp", classpath, "kafka.tools.StorageTool", "random-uuid"]).output.trim().split("\n").pop() ?? "";
-    const r = run(java, ["-cp", classpath, `-Dlog4j2.configurationFile=${paths.kafkaLog4j}`, "kafka.tools.StorageTool", "format", "-t", id, "-c", paths.kafkaConfig]);
+    const r = run(java, [
+      "-cp",
+      classpath,
+      `-Dlog4j2.configurationFile=${paths.kafkaLog4j}`,
+      "kafka.tools.StorageTool",
+      "format",
+      "-t",
+      id,
+      "-c",
+      paths.kafkaConfig,
+    ]);
     if (r.status !== 0) throw new EngineError(`formatting Kafka storage failed:\n${r.output}`);
   }
   log(`starting Kafka ${KAFKA_VERSION} (KRaft) on ${KAFKA_BROKERS} with Java ${jdk.major}; log: ${LOG_FILE}`);

@@ -21,7 +21,9 @@ async function main(command: string | undefined): Promise<number> {
       const rows = await engineStatus();
       for (const r of rows) {
         const version = r.engine === "kafka" ? KAFKA_VERSION : ELASTICSEARCH_VERSION;
-        console.log(`${r.engine.padEnd(14)} ${version.padEnd(8)} ${r.address.padEnd(24)} ${r.reachable ? "up" : "down"}${r.pid ? `  pid ${r.pid}` : ""}`);
+        console.log(
+          `${r.engine.padEnd(14)} ${version.padEnd(8)} ${r.address.padEnd(24)} ${r.reachable ? "up" : "down"}${r.pid ? `  pid ${r.pid}` : ""}`,
+        );
       }
       console.log(`engines folder: ${ENGINES_DIR}; logs: ${paths.logs}`);
       return rows.every((r) => r.reachable) ? 0 : 3;

@@ -34,7 +34,15 @@ export function fetchWithDependencies(pomPath: string, dependencies: string[], o
 </project>
 `,
   );
-  const r = run(mvn, ["-B", "-q", "-f", pomPath, "dependency:copy-dependencies", `-DoutputDirectory=${outputDir}`, "-DincludeScope=runtime"]);
+  const r = run(mvn, [
+    "-B",
+    "-q",
+    "-f",
+    pomPath,
+    "dependency:copy-dependencies",
+    `-DoutputDirectory=${outputDir}`,
+    "-DincludeScope=runtime",
+  ]);
   if (r.status !== 0 || !existsSync(outputDir) || readdirSync(outputDir).length === 0) {
     throw new EngineError(`downloading ${dependencies.join(", ")} from Maven Central failed:\n${explain(r.output)}`);
   }
@@ -44,6 +52,13 @@ export function fetchWithDependencies(pomPath: string, dependencies: string[], o
 export function fetchArtifact(coords: string, outputDir: string): void {
   const mvn = requireMaven();
   mkdirSync(outputDir, { recursive: true });
-  const r = run(mvn, ["-B", "-q", "dependency:copy", `-Dartifact=${coords}`, `-DoutputDirectory=${outputDir}`, "-Dmdep.overWriteIfNewer=true"]);
+  const r = run(mvn, [
+    "-B",
+    "-q",
+    "dependency:copy",
+    `-Dartifact=${coords}`,
+    `-DoutputDirectory=${outputDir}`,
+    "-Dmdep.overWriteIfNewer=true",
+  ]);
   if (r.status !== 0) throw new EngineError(`downloading ${coords} from Maven Central failed:\n${explain(r.output)}`);
 }

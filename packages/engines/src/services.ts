@@ -19,7 +19,8 @@ export async function ensureEngines(env: NodeJS.ProcessEnv = process.env, log = 
   const started: Engines["started"] = [];
   const kafka = async () => {
     if (env.KAFKA_BROKERS) {
-      if (!(await kafkaReachable(env.KAFKA_BROKERS))) throw new Error(`KAFKA_BROKERS=${env.KAFKA_BROKERS} is set but Kafka does not answer there`);
+      if (!(await kafkaReachable(env.KAFKA_BROKERS)))
+        throw new Error(`KAFKA_BROKERS=${env.KAFKA_BROKERS} is set but Kafka does not answer there`);
       log(`using Kafka at ${env.KAFKA_BROKERS} (KAFKA_BROKERS)`);
       return env.KAFKA_BROKERS;
     }
@@ -30,7 +31,8 @@ export async function ensureEngines(env: NodeJS.ProcessEnv = process.env, log = 
   };
   const elasticsearch = async () => {
     if (env.ELASTICSEARCH_URL) {
-      if (!(await elasticsearchReachable(env.ELASTICSEARCH_URL))) throw new Error(`ELASTICSEARCH_URL=${env.ELASTICSEARCH_URL} is set but Elasticsearch does not answer there`);
+      if (!(await elasticsearchReachable(env.ELASTICSEARCH_URL)))
+        throw new Error(`ELASTICSEARCH_URL=${env.ELASTICSEARCH_URL} is set but Elasticsearch does not answer there`);
       log(`using Elasticsearch at ${env.ELASTICSEARCH_URL} (ELASTICSEARCH_URL)`);
       return env.ELASTICSEARCH_URL;
     }

@@ -8,7 +8,7 @@ import {
   type Logger,
   type Topics,
 } from "@k8s-audit/core";
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, LogController } from "fastify";
 import type { TokenSet } from "./tokens.js";
 
 export interface IngestOptions {
@@ -43,7 +43,8 @@ export function createIngestServer(options: IngestOptions): FastifyInstance {
   // One instance type for HTTP and HTTPS: the routes never touch the raw server.
   const app = Fastify({
     loggerInstance: logger.child({ component: "ingest" }) as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Per-request log lines would be one per apiserver batch: metrics count those; logs keep the exceptions.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes ?? 64 * 1024 * 1024,
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;

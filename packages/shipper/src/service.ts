@@ -47,7 +47,8 @@ export async function startShipperService(options: ShipperServiceOptions): Promi
         deadLetters.push(deadLetter(JSON.stringify(r.doc.document), `shipper: elasticsearch refused (${r.status}) ${r.reason}`));
       }
       await bus.publish(topics.deadLetter, deadLetters);
-      if (outcome.rejected.length > 0) logger.warn({ refused: outcome.rejected.length }, "alerts refused by Elasticsearch; sent to dead letters");
+      if (outcome.rejected.length > 0)
+        logger.warn({ refused: outcome.rejected.length }, "alerts refused by Elasticsearch; sent to dead letters");
       logger.debug({ stored: outcome.stored }, "alerts stored");
     },
   });

@@ -1,0 +1,72 @@
+import { describe, expect, it } from "vitest";
+import { AuditEventSchema, dedupKey, eventTime, itemsOf, trustedSourceIP } from "../src/index.js";
+
+const v1 = {
+  level: "Metadata",
+  auditID: "0d2b4c6e-1111-4a2b-9c3d-5e6f7a8b9c0d",
+  stage: "ResponseComplete",
+  requestURI: "/api/v1/namespaces/kube-system/secrets/token",
+  verb: "get",
+  user: { username: "system:serviceaccount:ci:deployer", groups: ["system:serviceaccounts"] },
+  sourceIPs: ["203.0.113.9", "10.0.0.4"],
+  objectRef: { resource: "secrets", namespace: "kube-system", name: "token", apiVersion: "v1" },
+  responseStatus: { metadata: {}, code: 200 },
+  requestReceivedTimestamp: "2026-03-01T10:00:00.000001Z",
+  stageTimestamp: "2026-03-01T10:00:00.004321Z",
+};
+
+describe("AuditEventSchema", () => {
+  it("accepts a v1 item without kind/apiVersion, as the webhook sends it", () => {
+    expect(AuditEventSchema.safeParse(v1).success).toBe(true);
+  });
+
+  it("accepts the v1beta1 archive shape, which may lack stageTimestamp", () => {
+    const { stageTimestamp: _drop, ...rest } = v1;
+    const beta = {
+      ...rest,
+      kind: "Event",
+      apiVersion: "audit.k8s.io/v1beta1",
+      timestamp: "2018-10-26T14:26:34Z",
+      metadata: { creationTimestamp: "2018-10-26T14:26:34Z" },
+    };
+    const parsed = AuditEventSchema.parse(beta);
+    expect(eventTime(parsed)).toBe("2018-10-26T14:26:34Z");
+  });
+
+  it("keeps fields it does not know (we are a pipe, not a filter)", () => {
+    const parsed = AuditEventSchema.parse({ ...v1, futureField: { x: 1 } });
+    expect((parsed as Record<string, unknown>).futureField).toEqual({ x: 1 });
+  });
+
+  it("names the failing field", () => {
+    const r = AuditEventSchema.safeParse({ ...v1, stage: "Sometime", auditID: "" });
+    expect(r.success).toBe(false);
+    const paths = r.error?.issues.map((i) => i.path.join("."));
+    expect(paths).toEqual(expect.arrayContaining(["stage", "auditID"]));
+  });
+
+  it("rejects an event with no time at all", () => {
+    const { stageTimestamp: _drop, ...rest } = v1;
+    expect(AuditEventSchema.safeParse(rest).success).toBe(false);
+  });
+
+  it("trusts only the last source IP and dedups on auditID + stage + stageTimestamp", () => {
+    const e = AuditEventSchema.parse(v1);
+    expect(trustedSourceIP(e)).toBe("10.0.0.4");
+    expect(dedupKey(e)).toBe(`${v1.auditID}|ResponseComplete|${v1.stageTimestamp}`);
+  });
+});
+
+describe("itemsOf", () => {
+  it("splits an EventList, a single Event and an array", () => {
+    expect(itemsOf({ kind: "EventList", items: [v1, v1] })).toEqual({ shape: "EventList", items: [v1, v1] });
+    expect(itemsOf(v1)).toEqual({ shape: "Event", items: [v1] });
+    expect(itemsOf([v1])).toEqual({ shape: "array", items: [v1] });
+  });
+
+  it("says what it expected for anything else", () => {
+    expect(() => itemsOf({ kind: 0 })).toThrow(/expected an EventList, an Event or an array of Events, got kind 0/);
+    expect(() => itemsOf("text")).toThrow(/got string/);
+    expect(() => itemsOf({ kind: "EventList", items: 3 })).toThrow(/without an items array/);
+  });
+});

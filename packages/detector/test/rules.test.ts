@@ -1,0 +1,45 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { loadRules, RuleLoadError, runRuleTests, SHIPPED_RULES_DIR } from "../src/index.js";
+
+describe("shipped rule pack", () => {
+  const rules = loadRules();
+
+  it("loads and every rule passes its own inline tests", () => {
+    expect(rules.length).toBeGreaterThan(0);
+    const failures = runRuleTests(rules).flatMap((r) => r.failures.map((f) => `${r.rule}: ${f}`));
+    expect(failures).toEqual([]);
+  });
+});
+
+describe("rule loading errors", () => {
+  it("names the file, the rule and the key", () => {
+    const dir = mkdtempSync(join(tmpdir(), "rules-"));
+    writeFileSync(
+      join(dir, "bad.yaml"),
+      "id: site.bad\nname: Bad\ndescription: d\nseverity: severe\nthreat: { tactics: [TA0004] }\ncondition: { field: verb, equals: get }\ntests: { fire: [{}], quiet: [{}] }\n",
+    );
+    let error: RuleLoadError | undefined;
+    try {
+      loadRules([SHIPPED_RULES_DIR, dir]);
+    } catch (e) {
+      error = e as RuleLoadError;
+    }
+    expect(error).toBeInstanceOf(RuleLoadError);
+    expect(error?.message).toContain(`${join(dir, "bad.yaml")}: rule site.bad: severity:`);
+  });
+
+  it("lets a site extend a shipped list without editing the shipped files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "rules-"));
+    writeFileSync(join(dir, "site.yaml"), "lists:\n  cluster_admin_roles: [acme-superuser]\n");
+    const rule = loadRules([SHIPPED_RULES_DIR, dir]).find((r) => r.definition.id === "rbac.binding_to_cluster_admin");
+    const event = {
+      verb: "create",
+      objectRef: { apiGroup: "rbac.authorization.k8s.io", resource: "clusterrolebindings" },
+      requestObject: { roleRef: { name: "acme-superuser" } },
+    };
+    expect(rule?.matches(event)).toBe(true);
+  });
+});

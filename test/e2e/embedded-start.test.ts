@@ -1,0 +1,67 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const CLI = new URL("../../packages/cli/bin/k8s-audit.mjs", import.meta.url).pathname;
+const EXAMPLE = new URL("../../packages/cli/examples/cluster-admin-binding.json", import.meta.url).pathname;
+
+/** The README's first command and curl example: `k8s-audit start` on the embedded default, as a user runs it. */
+describe("k8s-audit start (embedded default)", () => {
+  let child: ChildProcess | undefined;
+  afterAll(() => {
+    child?.kill("SIGTERM");
+  });
+
+  it("listens on localhost, prints the alert for the README example on stdout and appends it to the NDJSON file", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "k8s-audit-start-"));
+    const alertsFile = join(dir, "alerts.ndjson");
+    const env = { ...process.env, K8S_AUDIT_ALERTS_FILE: alertsFile, LOG_LEVEL: "warn" };
+    delete env.KAFKA_BROKERS;
+    delete env.ELASTICSEARCH_URL;
+    const proc = spawn(process.execPath, [CLI, "start", "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    child = proc;
+    let stdout = "";
+    let stderr = "";
+    proc.stdout?.on("data", (d) => {
+      stdout += d;
+    });
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 30_000);
+      proc.stderr?.on("data", (d) => {
+        stderr += d;
+        const m = /webhook listening on (http:\/\/127\.0\.0\.1:\d+\/audit)/.exec(stderr);
+        if (m?.[1]) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+    });
+    expect(stderr).toContain("bus: in-memory");
+
+    const res = await fetch(`${url}/demo`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: readFileSync(EXAMPLE),
+    });
+    expect(await res.json()).toEqual({ accepted: 1, rejected: 0 });
+    for (let i = 0; i < 50 && !stdout.includes("\n"); i++) await new Promise((r) => setTimeout(r, 100));
+
+    // stdout is not a TTY here, so alerts come as one JSON document per line
+    const alert = JSON.parse(stdout.split("\n")[0] ?? "");
+    expect(alert.rule.id).toBe("rbac.binding_to_cluster_admin");
+    expect(alert.orchestrator.cluster.name).toBe("demo");
+    expect(alert.kubernetes.audit.auditID).toEqual(["7f1c2a9e-5b7d-4f7e-9d55-3c1f0f6d2a11"]);
+    expect(
+      readFileSync(alertsFile, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l).event.id),
+    ).toEqual([alert.event.id]);
+
+    proc.kill("SIGTERM");
+    const code = await new Promise((r) => proc.once("exit", r));
+    expect(code).toBe(0);
+  });
+});
