@@ -21,7 +21,8 @@ export default async function setup(project: TestProject) {
   project.provide("kafkaBrokers", engines.kafkaBrokers);
   project.provide("elasticsearchUrl", engines.elasticsearchUrl);
   return async () => {
-    if (process.env.CI && engines.started.length > 0) await stopEngines(engines.started);
+    // CI clones are thrown away: also remove Elasticsearch's folder when it had to live outside the clone.
+    if (process.env.CI && engines.started.length > 0) await stopEngines(engines.started, { purge: true });
     else if (engines.started.length > 0) console.error("[engines] left running for the next run; `pnpm services:down` stops them");
   };
 }

@@ -136,12 +136,17 @@ export async function startElasticsearch(log: (m: string) => void): Promise<"sta
   return "started";
 }
 
-export async function stopElasticsearch(): Promise<boolean> {
+/** Stops Elasticsearch; `purge` also removes its folder when it lives outside the engines folder (/var/tmp). */
+export async function stopElasticsearch(options: { purge?: boolean } = {}): Promise<boolean> {
   const es = layout();
   const pids = new Set(pidsMatching(es.home));
   const pid = readPid(es.pid);
   if (pid) pids.add(pid);
   await terminate([...pids], 30_000);
+  if (options.purge && !es.root.startsWith(ENGINES_DIR)) {
+    rmSync(dirname(es.root), { recursive: true, force: true });
+    removeFile(join(paths.run, "elasticsearch.root"));
+  }
   return pids.size > 0;
 }
 

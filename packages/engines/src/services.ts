@@ -45,10 +45,14 @@ export async function ensureEngines(env: NodeJS.ProcessEnv = process.env, log = 
   return { kafkaBrokers, elasticsearchUrl, started };
 }
 
-export async function stopEngines(which: ("kafka" | "elasticsearch")[] = ["kafka", "elasticsearch"], log = say): Promise<void> {
+export async function stopEngines(
+  which: ("kafka" | "elasticsearch")[] = ["kafka", "elasticsearch"],
+  options: { purge?: boolean } = {},
+  log = say,
+): Promise<void> {
   await Promise.all(
     which.map(async (engine) => {
-      const stopped = engine === "kafka" ? await stopKafka() : await stopElasticsearch();
+      const stopped = engine === "kafka" ? await stopKafka() : await stopElasticsearch(options);
       log(`${engine}: ${stopped ? "stopped" : "was not running"}`);
     }),
   );
