@@ -45,7 +45,7 @@ describe("k8s-audit start (embedded default)", () => {
       headers: { "content-type": "application/json" },
       body: readFileSync(EXAMPLE),
     });
-    expect(await res.json()).toEqual({ accepted: 1, rejected: 0 });
+    expect(await res.json()).toEqual({ accepted: 1, rejected: 0, deduplicated: 0, truncated: 0, storedIn: "bus" });
     for (let i = 0; i < 50 && !stdout.includes("\n"); i++) await new Promise((r) => setTimeout(r, 100));
 
     // stdout is not a TTY here, so alerts come as one JSON document per line

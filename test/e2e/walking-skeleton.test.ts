@@ -50,7 +50,7 @@ describe("walking skeleton: webhook to alert document", () => {
       body: JSON.stringify(eventList([received, binding, benign])),
     });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ accepted: 3, rejected: 0 });
+    expect(await res.json()).toEqual({ accepted: 3, rejected: 0, deduplicated: 0, truncated: 0, storedIn: "bus" });
 
     // 1. every event is on the events topic, stamped with the cluster and keyed by cluster/auditID
     const events = await readTopic(brokers, topics.events, 3);

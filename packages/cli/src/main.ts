@@ -2,6 +2,7 @@ import { ConfigError, type ConfigInput, createLogger, loadConfig } from "@k8s-au
 import { RuleLoadError } from "@k8s-audit/detector";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
+import { writeKitCertificates } from "./certs.js";
 import { type StageSelection, startPipeline } from "./pipeline.js";
 import { setup } from "./setup.js";
 
@@ -77,6 +78,18 @@ program
     const config = loadConfig();
     const logger = createLogger({ level: config.LOG_LEVEL });
     for (const line of await setup(config, logger)) console.log(line);
+  });
+
+program
+  .command("certs")
+  .description("make a CA, an ingest serving certificate and an apiserver client certificate to try mTLS")
+  .option("-o, --out <dir>", "output folder", "k8s-audit-certs")
+  .option("--host <names...>", "DNS names / IPs the apiserver uses to reach the ingest", ["localhost", "127.0.0.1"])
+  .option("--client-name <cn>", "client certificate CN (list it in K8S_AUDIT_TLS_ALLOWED_SUBJECTS)", "kube-apiserver")
+  .option("--cluster <name>", "cluster name carried in the client certificate (OU)")
+  .action((flags: { out: string; host: string[]; clientName: string; cluster?: string }) => {
+    const files = writeKitCertificates(flags.out, { hosts: flags.host, clientName: flags.clientName, cluster: flags.cluster });
+    for (const [what, path] of Object.entries(files)) console.log(`${what.padEnd(11)} ${path}`);
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {

@@ -1,7 +1,6 @@
-import { readFileSync } from "node:fs";
 import { type Alert, type Config, createBus, type Logger, parseListen, type Subscription, topicsOf } from "@k8s-audit/core";
 import { Detector, loadRules, SHIPPED_RULES_DIR, startDetectorService } from "@k8s-audit/detector";
-import { createIngestServer, TokenSet } from "@k8s-audit/ingest";
+import { createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
 export interface StageSelection {
@@ -35,6 +34,7 @@ export async function startPipeline(options: {
   await bus.ensureTopics([topics.events, topics.alerts, topics.deadLetter]);
   const subscriptions: Subscription[] = [];
   let server: ReturnType<typeof createIngestServer> | undefined;
+  let spool: Spool | undefined;
   let url: string | undefined;
 
   try {
@@ -61,19 +61,31 @@ export async function startPipeline(options: {
           `refusing plain HTTP on ${config.K8S_AUDIT_LISTEN}: audit events carry the whole cluster's activity. Set K8S_AUDIT_TLS_CERT and K8S_AUDIT_TLS_KEY, or K8S_AUDIT_ALLOW_PLAIN_HTTP=true`,
         );
       }
+      if (bus.kind === "kafka" && config.K8S_AUDIT_SPOOL_MAX_BYTES > 0) {
+        spool = new Spool(config.K8S_AUDIT_SPOOL_DIR, config.K8S_AUDIT_SPOOL_MAX_BYTES, bus, logger);
+        spool.start();
+      }
       server = createIngestServer({
         bus,
         topics,
         logger,
         defaultCluster: config.K8S_AUDIT_CLUSTER,
         bodyLimitBytes: config.K8S_AUDIT_BODY_LIMIT_BYTES,
-        ...(config.K8S_AUDIT_TOKENS_FILE ? { tokens: TokenSet.fromFile(config.K8S_AUDIT_TOKENS_FILE) } : {}),
+        maxInflightBytes: config.K8S_AUDIT_MAX_INFLIGHT_BYTES,
+        maxEventBytes: config.K8S_AUDIT_MAX_EVENT_BYTES,
+        redact: config.K8S_AUDIT_REDACT,
+        spool,
+        ...(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS > 0 && config.K8S_AUDIT_DEDUP_CAPACITY > 0
+          ? { dedup: new RecentEvents(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS * 1000, config.K8S_AUDIT_DEDUP_CAPACITY) }
+          : {}),
+        ...(config.K8S_AUDIT_TOKENS_FILE ? { tokensFile: config.K8S_AUDIT_TOKENS_FILE } : {}),
         ...(tls
           ? {
-              https: {
-                cert: readFileSync(config.K8S_AUDIT_TLS_CERT as string),
-                key: readFileSync(config.K8S_AUDIT_TLS_KEY as string),
-                ...(config.K8S_AUDIT_TLS_CLIENT_CA ? { ca: readFileSync(config.K8S_AUDIT_TLS_CLIENT_CA), requestCert: true } : {}),
+              tls: {
+                cert: config.K8S_AUDIT_TLS_CERT as string,
+                key: config.K8S_AUDIT_TLS_KEY as string,
+                clientCa: config.K8S_AUDIT_TLS_CLIENT_CA,
+                allowedSubjects: config.K8S_AUDIT_TLS_ALLOWED_SUBJECTS,
               },
             }
           : {}),
@@ -87,6 +99,7 @@ export async function startPipeline(options: {
   } catch (err) {
     await Promise.allSettled(subscriptions.map((s) => s.stop()));
     await server?.close();
+    await spool?.stop();
     await bus.close();
     throw err;
   }
@@ -94,9 +107,14 @@ export async function startPipeline(options: {
   return {
     url,
     busKind: bus.kind,
-    // Order matters: stop accepting (finishing in-flight requests) before the consumers and the bus go away.
+    // Order matters: stop accepting and finish in-flight requests, give the spool a chance to drain, then stop the
+    // consumers and close the bus (which flushes the producer). What stays in the spool is sent on the next start.
     stop: async () => {
       await server?.close();
+      if (spool) {
+        await spool.flush(10_000);
+        await spool.stop();
+      }
       for (const s of subscriptions) await s.stop();
       await bus.close();
     },

@@ -13,7 +13,13 @@ export class TokenSet {
   }
 
   static fromFile(path: string): TokenSet {
-    return new TokenSet(parseTokenFile(readFileSync(path, "utf8")));
+    return new TokenSet().load(path);
+  }
+
+  /** Replaces the tokens with the file's; a failed read throws and keeps the previous ones. */
+  load(path: string): this {
+    this.set(parseTokenFile(readFileSync(path, "utf8")));
+    return this;
   }
 
   set(tokens: string[]): void {

@@ -49,7 +49,7 @@ describe("ingest webhook", () => {
     const { bus } = setup();
     const res = await post({ kind: "EventList", apiVersion: "audit.k8s.io/v1", items: [event("a"), event("b")] }, "/audit/prod-1");
     expect(res?.statusCode).toBe(200);
-    expect(res?.json()).toEqual({ accepted: 2, rejected: 0 });
+    expect(res?.json()).toEqual({ accepted: 2, rejected: 0, deduplicated: 0, truncated: 0, storedIn: "bus" });
     const stored = bus.read("events");
     expect(stored.map((m) => m.key)).toEqual(["prod-1/a", "prod-1/b"]);
     expect(JSON.parse(stored[0]?.value ?? "{}").cluster).toBe("prod-1");

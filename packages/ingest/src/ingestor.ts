@@ -1,0 +1,164 @@
+import {
+  type AuditEvent,
+  AuditEventSchema,
+  type Bus,
+  type BusMessage,
+  dedupKey,
+  describeIssues,
+  itemsOf,
+  type Logger,
+  type Topics,
+} from "@k8s-audit/core";
+import type { RecentEvents } from "./dedup.js";
+import type { IngestMetrics } from "./metrics.js";
+import { redactEvent } from "./redact.js";
+import type { Spool, SpoolEntry } from "./spool.js";
+
+export const TRUNCATED_ANNOTATION = "audit.k8s.io/truncated";
+const MAX_REPORTED_ERRORS = 20;
+
+export interface IngestResult {
+  accepted: number;
+  rejected: number;
+  deduplicated: number;
+  truncated: number;
+  /** Where the accepted events are: on the bus (Kafka), or in the local spool until Kafka is back. */
+  storedIn?: "bus" | "spool";
+  errors?: { index: number; reason: string }[];
+}
+
+export interface IngestorOptions {
+  bus: Bus;
+  topics: Topics;
+  logger: Logger;
+  metrics: IngestMetrics;
+  maxEventBytes?: number;
+  spool?: Spool;
+  dedup?: RecentEvents;
+  redact?: boolean;
+  publishTimeoutMs?: number;
+}
+
+type Outcome = { status: 200 | 400; body: IngestResult } | { status: 503; body: { error: string } };
+
+/**
+ * One webhook body in, durable messages out: split, validate, redact, truncate, stamp, dedup, then store on the bus
+ * (or the spool). Nothing is dropped silently: invalid items become dead letters, oversize events lose only their bodies.
+ */
+export class Ingestor {
+  private readonly maxEventBytes: number;
+
+  constructor(private readonly options: IngestorOptions) {
+    this.maxEventBytes = options.maxEventBytes ?? 900 * 1024;
+  }
+
+  async ingest(body: unknown, cluster: string): Promise<Outcome> {
+    const { topics, metrics } = this.options;
+    let items: unknown[];
+    try {
+      items = itemsOf(body).items;
+    } catch (err) {
+      metrics.rejected.inc({ reason: "not_an_event_list" });
+      return {
+        status: 400,
+        body: { accepted: 0, rejected: 1, deduplicated: 0, truncated: 0, errors: [{ index: -1, reason: (err as Error).message }] },
+      };
+    }
+    metrics.received.inc(items.length);
+
+    const events: BusMessage[] = [];
+    const deadLetters: BusMessage[] = [];
+    const errors: { index: number; reason: string }[] = [];
+    const newKeys: string[] = [];
+    const batchKeys = new Set<string>();
+    let deduplicated = 0;
+    let truncated = 0;
+
+    items.forEach((item, index) => {
+      // Redact first: even an invalid item bound for the dead-letter topic must not carry secret values.
+      if (this.options.redact !== false && redactEvent(item).length > 0) metrics.redacted.inc();
+      const parsed = AuditEventSchema.safeParse(item);
+      if (!parsed.success) {
+        const reason = describeIssues(parsed.error);
+        if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index, reason });
+        metrics.rejected.inc({ reason: "invalid_event" });
+        deadLetters.push({
+          value: JSON.stringify(item) ?? "null",
+          headers: { "x-k8s-audit-reason": `invalid event: ${reason}`, "x-k8s-audit-stage": "ingest", "x-k8s-audit-cluster": cluster },
+        });
+        return;
+      }
+      const event: AuditEvent = { ...parsed.data, cluster };
+      const key = `${cluster}|${dedupKey(event)}`;
+      if (batchKeys.has(key) || this.options.dedup?.has(key)) {
+        deduplicated++;
+        return;
+      }
+      batchKeys.add(key);
+      newKeys.push(key);
+      let value = JSON.stringify(event);
+      if (Buffer.byteLength(value) > this.maxEventBytes) {
+        value = JSON.stringify(this.truncate(event, Buffer.byteLength(value)));
+        truncated++;
+      }
+      events.push({ key: `${cluster}/${event.auditID}`, value });
+    });
+    metrics.deduped.inc(deduplicated);
+    metrics.truncated.inc(truncated);
+
+    const entries: SpoolEntry[] = [
+      { topic: topics.events, messages: events },
+      { topic: topics.deadLetter, messages: deadLetters },
+    ].filter((e) => e.messages.length > 0);
+    const storedIn = entries.length > 0 ? await this.store(entries) : "bus";
+    if (storedIn === "unavailable")
+      return { status: 503, body: { error: "Kafka is unavailable and the spool is full or disabled; retry later" } };
+    if (storedIn === "spool") metrics.spooled.inc(events.length);
+    this.options.dedup?.add(newKeys);
+    metrics.accepted.inc(events.length);
+
+    const result: IngestResult = {
+      accepted: events.length,
+      rejected: deadLetters.length,
+      deduplicated,
+      truncated,
+      storedIn,
+      ...(errors.length ? { errors } : {}),
+    };
+    // A batch with nothing valid in it is a client fault; its items are in the dead-letter topic all the same.
+    return { status: events.length === 0 && deadLetters.length > 0 ? 400 : 200, body: result };
+  }
+
+  /** The event without request/response bodies, marked as the apiserver marks its own truncation. */
+  private truncate(event: AuditEvent, originalBytes: number): AuditEvent {
+    const { requestObject: _req, responseObject: _res, ...rest } = event;
+    return {
+      ...rest,
+      annotations: { ...(event.annotations ?? {}), [TRUNCATED_ANNOTATION]: "true", "k8s-audit.io/original-bytes": String(originalBytes) },
+    };
+  }
+
+  private async store(entries: SpoolEntry[]): Promise<"bus" | "spool" | "unavailable"> {
+    const { bus, spool, logger, metrics } = this.options;
+    // While older events wait in the spool, newer ones queue behind them: order is kept across an outage.
+    if (spool?.pending) return (await spool.append(entries)) ? "spool" : "unavailable";
+    const end = metrics.produceLatency.startTimer();
+    try {
+      await withTimeout(Promise.all(entries.map((e) => bus.publish(e.topic, e.messages))), this.options.publishTimeoutMs ?? 10_000);
+      end();
+      return "bus";
+    } catch (err) {
+      logger.warn({ err: (err as Error).message, spool: Boolean(spool) }, "Kafka did not acknowledge the events");
+      if (spool && (await spool.append(entries))) return "spool";
+      return "unavailable";
+    }
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no acknowledgement within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
