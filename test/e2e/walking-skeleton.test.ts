@@ -78,7 +78,6 @@ describe("walking skeleton: webhook to alert document", () => {
       hits = (await es.search({ index, query: { match_all: {} } })).hits.hits;
     }
     expect(hits).toHaveLength(1);
-    // biome-ignore lint/suspicious/noExplicitAny: the document is asserted field by field below.
     const hit = hits[0] as { _id: string; _source: Record<string, any> };
     expect(hit._id).toBe(expectedId);
     const doc = hit._source;

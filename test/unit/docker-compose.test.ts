@@ -5,7 +5,6 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 
 const compose = parse(readFileSync(new URL("../../docker-compose.yml", import.meta.url), "utf8"), { merge: true });
-// biome-ignore lint/suspicious/noExplicitAny: parsed YAML, checked field by field below
 const services = compose.services as Record<string, any>;
 
 /** No engine runs here, so the compose file is kept honest by checking it against what the tests and code use. */

@@ -59,7 +59,10 @@ function redactJsonPatch(ops: unknown[], path: string, out: string[]): void {
 
 /** Secret bodies: one object, a list (items), a watch event ({type, object}), or a patch document. */
 function redactSecretBody(body: unknown, path: string, out: string[]): void {
-  if (Array.isArray(body)) return redactJsonPatch(body, path, out);
+  if (Array.isArray(body)) {
+    redactJsonPatch(body, path, out);
+    return;
+  }
   if (!isObject(body)) return;
   if (Array.isArray(body.items)) {
     body.items.forEach((item, i) => {
@@ -74,7 +77,9 @@ function redactSecretBody(body: unknown, path: string, out: string[]): void {
 function redactNestedSecrets(value: unknown, path: string, out: string[], depth = 0): void {
   if (depth > 32) return;
   if (Array.isArray(value)) {
-    value.forEach((v, i) => redactNestedSecrets(v, `${path}[${i}]`, out, depth + 1));
+    value.forEach((v, i) => {
+      redactNestedSecrets(v, `${path}[${i}]`, out, depth + 1);
+    });
     return;
   }
   if (!isObject(value)) return;
