@@ -29,7 +29,35 @@ export const ConfigSchema = z.object({
   K8S_AUDIT_TLS_CERT: z.string().optional(),
   K8S_AUDIT_TLS_KEY: z.string().optional(),
   K8S_AUDIT_TLS_CLIENT_CA: z.string().optional(),
+  K8S_AUDIT_TLS_ALLOWED_SUBJECTS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(",")
+        .map((x) => x.trim())
+        .filter(Boolean),
+    )
+    .optional(),
   K8S_AUDIT_ALLOW_PLAIN_HTTP: Bool.default(false),
+  K8S_AUDIT_MAX_INFLIGHT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(256 * 1024 * 1024),
+  K8S_AUDIT_MAX_EVENT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(900 * 1024),
+  K8S_AUDIT_SPOOL_DIR: z.string().default("k8s-audit-spool"),
+  K8S_AUDIT_SPOOL_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(1024 * 1024 * 1024),
+  K8S_AUDIT_DEDUP_WINDOW_SECONDS: z.coerce.number().int().min(0).default(600),
+  K8S_AUDIT_DEDUP_CAPACITY: z.coerce.number().int().min(0).default(200_000),
+  K8S_AUDIT_REDACT: Bool.default(true),
   K8S_AUDIT_BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()
