@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createCertificateAuthority, issueCertificate, type Pem } from "@k8s-audit/cli";
 import { KafkaBus, type Topics } from "@k8s-audit/core";
-import { createIngestServer, type IngestOptions } from "@k8s-audit/ingest";
+import { createIngestServer, type IngestOptions, Spool } from "@k8s-audit/ingest";
 import { Agent, request } from "undici";
 import { quietLogger, uniqueTopics } from "./kafka.js";
 
@@ -43,11 +43,14 @@ export function makeTestPki() {
 
 export type TestPki = ReturnType<typeof makeTestPki>;
 
-export async function startTestIngest(brokers: string, options: Partial<IngestOptions> = {}) {
+/** An ingest server on its own Kafka producer and topics; `spoolDir` gives it a spool (drained every 250 ms when down). */
+export async function startTestIngest(brokers: string, options: Partial<IngestOptions> & { spoolDir?: string } = {}) {
   const topics: Topics = uniqueTopics("e2e-ingest");
   const bus = new KafkaBus({ brokers: brokers.split(","), clientId: "e2e-ingest", logger: quietLogger });
   await bus.ensureTopics(Object.values(topics));
-  const app = createIngestServer({ bus, topics, logger: quietLogger, defaultCluster: "default", ...options });
+  const spool = options.spoolDir ? new Spool(options.spoolDir, 64 * 1024 * 1024, bus, quietLogger) : undefined;
+  spool?.start(250);
+  const app = createIngestServer({ bus, topics, logger: quietLogger, defaultCluster: "default", ...options, spool });
   await app.listen({ host: "127.0.0.1", port: 0 });
   const port = (app.server.address() as { port: number }).port;
   return {
@@ -55,8 +58,10 @@ export async function startTestIngest(brokers: string, options: Partial<IngestOp
     bus,
     app,
     url: `${options.tls ? "https" : "http"}://127.0.0.1:${port}/audit`,
+    spool,
     stop: async () => {
       await app.close();
+      await spool?.stop();
       await bus.close();
     },
   };
