@@ -1,7 +1,7 @@
 import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "node:tls";
-import { issueCertificate } from "@k8s-audit/cli";
+import { issueCertificate } from "@k8s-audit/ingest";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { auditEvent, eventList } from "../support/events.js";
 import { makeTestPki, postJson, startTestIngest, type TestPki, tlsAgent } from "../support/ingest.js";

@@ -1,9 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createCertificateAuthority, issueCertificate, type Pem } from "@k8s-audit/cli";
 import { KafkaBus, type Topics } from "@k8s-audit/core";
-import { createIngestServer, type IngestOptions, Spool } from "@k8s-audit/ingest";
+import { createCertificateAuthority, createIngestServer, type IngestOptions, issueCertificate, type Pem, Spool } from "@k8s-audit/ingest";
 import { Agent, request } from "undici";
 import { quietLogger, uniqueTopics } from "./kafka.js";
 

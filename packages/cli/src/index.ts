@@ -1,4 +1,3 @@
 export { createAlertOutput, formatAlertLine } from "./alert-output.js";
-export { createCertificateAuthority, issueCertificate, type Pem, writeKitCertificates } from "./certs.js";
 export { type RunningPipeline, type StageSelection, startPipeline } from "./pipeline.js";
 export { setup } from "./setup.js";

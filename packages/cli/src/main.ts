@@ -1,8 +1,8 @@
 import { ConfigError, type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
 import { RuleLoadError } from "@k8s-audit/detector";
+import { writeKitCertificates } from "@k8s-audit/ingest";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
-import { writeKitCertificates } from "./certs.js";
 import { type StageSelection, startPipeline } from "./pipeline.js";
 import { setup } from "./setup.js";
 

@@ -1,3 +1,4 @@
+export { createCertificateAuthority, issueCertificate, type Pem, writeKitCertificates } from "./certs.js";
 export { RecentEvents } from "./dedup.js";
 export { Ingestor, type IngestResult, TRUNCATED_ANNOTATION } from "./ingestor.js";
 export { createIngestMetrics, type IngestMetrics } from "./metrics.js";

@@ -24,6 +24,16 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.DEBUG]: "debug",
 };
 
+interface QueuedPublish {
+  topic: string;
+  messages: BusMessage[];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** Soft cap on one produce request's payload when publishes are grouped. */
+const MAX_REQUEST_BYTES = 512 * 1024;
+
 export class KafkaBus implements Bus {
   readonly kind = "kafka" as const;
   private readonly kafka: Kafka;
@@ -93,10 +103,52 @@ export class KafkaBus implements Bus {
     }
   }
 
-  async publish(topic: string, messages: BusMessage[]): Promise<void> {
-    if (messages.length === 0) return;
-    const producer = await this.getProducer();
-    await producer.send({ topic, acks: -1, messages });
+  /**
+   * Group commit: while one produce request is in flight, later publishes queue up and go together in the next one.
+   * With one request in flight per broker (needed for ordering with retries), this is what lets concurrent webhook
+   * requests share round trips instead of waiting in line. Each caller resolves when its own messages are acknowledged.
+   */
+  publish(topic: string, messages: BusMessage[]): Promise<void> {
+    if (messages.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queued.push({ topic, messages, resolve, reject });
+      if (!this.sending) void this.sendQueued();
+    });
+  }
+
+  private readonly queued: QueuedPublish[] = [];
+  private sending = false;
+
+  private async sendQueued(): Promise<void> {
+    this.sending = true;
+    try {
+      while (this.queued.length > 0) {
+        // Take queued publishes in order up to the byte budget (always at least one): a partition's record batch must
+        // stay under the broker's message.max.bytes (1 MB by default).
+        let bytes = 0;
+        let take = 0;
+        while (take < this.queued.length && (take === 0 || bytes < MAX_REQUEST_BYTES)) {
+          for (const m of (this.queued[take] as QueuedPublish).messages) bytes += m.value.length + (m.key?.length ?? 0);
+          take++;
+        }
+        const group = this.queued.splice(0, take);
+        const byTopic = new Map<string, BusMessage[]>();
+        for (const item of group) {
+          const list = byTopic.get(item.topic);
+          if (list) list.push(...item.messages);
+          else byTopic.set(item.topic, [...item.messages]);
+        }
+        try {
+          const producer = await this.getProducer();
+          await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })) });
+          for (const item of group) item.resolve();
+        } catch (err) {
+          for (const item of group) item.reject(err);
+        }
+      }
+    } finally {
+      this.sending = false;
+    }
   }
 
   async consume({ topic, groupId, fromBeginning = true, eachBatch }: ConsumeOptions): Promise<Subscription> {

@@ -1,0 +1,95 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+
+const kit = (f: string) => readFileSync(new URL(`../../packages/ingest/kit/${f}`, import.meta.url), "utf8");
+const policy = parse(kit("audit-policy.yaml"));
+
+interface Req {
+  user?: string;
+  groups?: string[];
+  verb: string;
+  group?: string;
+  resource?: string;
+  subresource?: string;
+  path?: string;
+}
+
+/** The apiserver's policy evaluation (first matching rule wins), enough to check what our policy logs. */
+function levelFor(req: Req): string {
+  for (const rule of policy.rules as any[]) {
+    if (rule.users && !rule.users.includes(req.user)) continue;
+    if (rule.userGroups && !rule.userGroups.some((g: string) => req.groups?.includes(g))) continue;
+    if (rule.verbs && !rule.verbs.includes(req.verb)) continue;
+    if (rule.nonResourceURLs) {
+      if (!req.path) continue;
+      const ok = rule.nonResourceURLs.some((p: string) => (p.endsWith("*") ? req.path?.startsWith(p.slice(0, -1)) : p === req.path));
+      if (!ok) continue;
+    }
+    if (rule.resources) {
+      if (!req.resource) continue;
+      const full = req.subresource ? `${req.resource}/${req.subresource}` : req.resource;
+      const ok = rule.resources.some((gr: any) => (gr.group ?? "") === (req.group ?? "") && (!gr.resources || gr.resources.includes(full)));
+      if (!ok) continue;
+    }
+    return rule.level;
+  }
+  return "None";
+}
+
+describe("operator kit: audit policy", () => {
+  it("is an audit.k8s.io/v1 Policy without the RequestReceived stage", () => {
+    expect(policy.apiVersion).toBe("audit.k8s.io/v1");
+    expect(policy.kind).toBe("Policy");
+    expect(policy.omitStages).toEqual(["RequestReceived"]);
+  });
+
+  it("logs secrets, configmaps and token APIs at Metadata only", () => {
+    expect(levelFor({ verb: "get", resource: "secrets", user: "alice" })).toBe("Metadata");
+    expect(levelFor({ verb: "update", resource: "configmaps", user: "alice" })).toBe("Metadata");
+    expect(levelFor({ verb: "create", resource: "serviceaccounts", subresource: "token" })).toBe("Metadata");
+    expect(levelFor({ verb: "create", group: "authentication.k8s.io", resource: "tokenreviews" })).toBe("Metadata");
+  });
+
+  it("logs RBAC and admission webhooks with full request and response", () => {
+    expect(levelFor({ verb: "create", group: "rbac.authorization.k8s.io", resource: "clusterrolebindings" })).toBe("RequestResponse");
+    expect(levelFor({ verb: "delete", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations" })).toBe(
+      "RequestResponse",
+    );
+  });
+
+  it("logs workload writes at Request and everything else at Metadata", () => {
+    expect(levelFor({ verb: "create", resource: "pods" })).toBe("Request");
+    expect(levelFor({ verb: "patch", group: "apps", resource: "daemonsets" })).toBe("Request");
+    expect(levelFor({ verb: "create", resource: "pods", subresource: "exec" })).toBe("Metadata");
+    expect(levelFor({ verb: "list", resource: "pods" })).toBe("Metadata");
+  });
+
+  it("drops authenticated health probes but keeps anonymous ones", () => {
+    expect(levelFor({ verb: "get", path: "/healthz", groups: ["system:authenticated"] })).toBe("None");
+    expect(levelFor({ verb: "get", path: "/healthz", user: "system:anonymous", groups: ["system:unauthenticated"] })).toBe("Metadata");
+  });
+});
+
+describe("operator kit: webhook kubeconfig and flags", () => {
+  it("points at an HTTPS /audit/<cluster> URL with a client certificate", () => {
+    const kubeconfig = parse(kit("webhook-kubeconfig.yaml"));
+    expect(kubeconfig.clusters[0].cluster.server).toMatch(/^https:\/\/[^/]+\/audit\/[a-zA-Z0-9._-]+$/);
+    expect(kubeconfig.clusters[0].cluster["certificate-authority"]).toBeTruthy();
+    expect(kubeconfig.users[0].user["client-certificate"]).toBeTruthy();
+    expect(kubeconfig.users[0].user["client-key"]).toBeTruthy();
+  });
+
+  it("names the policy, the webhook config, batch mode and untruncated events", () => {
+    const flags = kit("apiserver-flags.txt");
+    for (const f of [
+      "--audit-policy-file=",
+      "--audit-webhook-config-file=",
+      "--audit-webhook-mode=batch",
+      "--audit-webhook-truncate-enabled=false",
+      "--audit-webhook-batch-max-size=",
+    ]) {
+      expect(flags).toContain(f);
+    }
+  });
+});
