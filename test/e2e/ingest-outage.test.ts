@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KAFKA_BROKERS, startKafka, stopKafka } from "@k8s-audit/engines";
+import { KAFKA_BROKERS, kafkaPid, startKafka, stopKafka } from "@k8s-audit/engines";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { startTestIngest } from "../support/ingest.js";
 import { readTopic, uniqueTopics } from "../support/kafka.js";
@@ -13,7 +13,9 @@ const CLI = new URL("../../packages/cli/bin/k8s-audit.mjs", import.meta.url).pat
 /** Losslessness under failure: Kafka stopped mid-load, and SIGTERM mid-load. */
 describe("ingest under failure", () => {
   const brokers = inject("kafkaBrokers");
-  const ownKafka = brokers === KAFKA_BROKERS;
+  // Stopping Kafka is only possible when it is this checkout's own engine (not KAFKA_BROKERS, not another clone's).
+  const ownKafka = brokers === KAFKA_BROKERS && kafkaPid() !== undefined;
+  if (!ownKafka) console.warn("[ingest-outage] Kafka is not this checkout's own engine: the Kafka-outage case is skipped");
   const cleanup: (() => Promise<void>)[] = [];
   afterAll(async () => {
     for (const c of cleanup.reverse()) await c();
