@@ -123,7 +123,11 @@ async function measure(url: string, ca: string, batches: Record<string, unknown>
 }
 
 async function main() {
-  const brokers = process.env.KAFKA_BROKERS ?? (await startKafka((m) => console.error(`[engines] ${m}`)), KAFKA_BROKERS);
+  let brokers = process.env.KAFKA_BROKERS;
+  if (!brokers) {
+    await startKafka((m) => console.error(`[engines] ${m}`));
+    brokers = KAFKA_BROKERS;
+  }
   const batches = makeBatches();
   const events = BATCH * BATCHES;
   const bytes = JSON.stringify(batches[0]).length / BATCH;
