@@ -52,9 +52,23 @@ export interface CompileContext {
   macros: ReadonlyMap<string, Condition>;
 }
 
-/** Resolves a dotted path into every value it reaches (flattening arrays). */
+/**
+ * Splits a path into keys: dots separate them, and a key containing dots or slashes (labels, annotations) is written
+ * in brackets: `requestObject.metadata.labels[pod-security.kubernetes.io/enforce]`.
+ */
+export function pathSegments(path: string): string[] {
+  const segments: string[] = [];
+  const re = /([^.[\]]+)|\[([^\]]+)\]/g;
+  for (const m of path.matchAll(re)) segments.push((m[1] ?? m[2]) as string);
+  return segments;
+}
+
+/**
+ * Resolves a path into every value it reaches (flattening arrays). Two special keys: `*` takes every value of an
+ * object, `~keys` its keys (so `requestObject.data.~keys` tests a ConfigMap's key names).
+ */
 export function compilePath(path: string): (root: unknown) => unknown[] {
-  const segments = path.split(".");
+  const segments = pathSegments(path);
   return (root) => {
     let current: unknown[] = [root];
     for (const segment of segments) {
@@ -72,8 +86,13 @@ export function compilePath(path: string): (root: unknown) => unknown[] {
 }
 
 function pushChild(out: unknown[], value: unknown, key: string): void {
-  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-    const child = (value as Record<string, unknown>)[key];
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return;
+  const record = value as Record<string, unknown>;
+  if (key === "*") {
+    for (const child of Object.values(record)) if (child !== undefined && child !== null) out.push(child);
+  } else if (key === "~keys") out.push(...Object.keys(record));
+  else {
+    const child = record[key];
     if (child !== undefined && child !== null) out.push(child);
   }
 }

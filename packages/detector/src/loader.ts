@@ -3,8 +3,8 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
-import { type CompileContext, compileCondition, type Predicate } from "./condition.js";
-import { LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
+import { type CompileContext, type Condition, compileCondition, type Predicate } from "./condition.js";
+import { type Exceptions, LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
 
 /** The rule pack shipped with the product. */
 export const SHIPPED_RULES_DIR = fileURLToPath(new URL("../rules", import.meta.url));
@@ -13,7 +13,30 @@ export interface CompiledRule {
   readonly definition: RuleDefinition;
   /** File the rule came from, relative to its rules folder. */
   readonly source: string;
+  /** The condition, minus system components (unless the rule opts out) and minus the rule's and the site's exceptions. */
   readonly matches: Predicate;
+  readonly exceptions: Exceptions;
+}
+
+/** Container image paths in pods, workload templates and CronJobs. */
+const IMAGE_PATHS = ["", "spec.template.", "spec.jobTemplate.spec.template."].flatMap((prefix) =>
+  ["containers", "initContainers", "ephemeralContainers"].map((kind) => `requestObject.${prefix}spec.${kind}.image`),
+);
+
+function exceptionCondition(e: Exceptions): Condition | undefined {
+  const parts: Condition[] = [];
+  if (e.users.length) parts.push({ field: "user.username", in: e.users });
+  if (e.groups.length) parts.push({ field: "user.groups", in: e.groups });
+  if (e.namespaces.length) parts.push({ field: "objectRef.namespace", in: e.namespaces });
+  if (e.user_agents.length) parts.push({ field: "userAgent", prefix: e.user_agents });
+  if (e.images.length) parts.push(...IMAGE_PATHS.map((field) => ({ field, glob: e.images })));
+  return parts.length ? { any: parts } : undefined;
+}
+
+function mergeExceptions(all: (Exceptions | undefined)[]): Exceptions {
+  const out: Exceptions = { users: [], groups: [], namespaces: [], images: [], user_agents: [] };
+  for (const e of all) if (e) for (const k of Object.keys(out) as (keyof Exceptions)[]) out[k].push(...e[k]);
+  return out;
 }
 
 export class RuleLoadError extends Error {
@@ -46,6 +69,7 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
   const problems: string[] = [];
   const definitions: { definition: RuleDefinition; source: string }[] = [];
   const lists = new Map<string, (string | number | boolean)[]>();
+  const siteExceptions: (Exceptions & { rule: string })[] = [];
   const macros = new Map<string, z.infer<typeof LibrarySchema>["macros"][string]>();
 
   for (const dir of dirs) {
@@ -59,13 +83,14 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
         }
         const raw: unknown = doc.toJS();
         if (raw === null || raw === undefined) continue;
-        if (typeof raw === "object" && ("lists" in raw || "macros" in raw)) {
+        if (typeof raw === "object" && !("id" in raw) && ("lists" in raw || "macros" in raw || "exceptions" in raw)) {
           const lib = LibrarySchema.safeParse(raw);
           if (!lib.success) problems.push(...describe(lib.error).map((p) => `${file}: library: ${p}`));
           else {
             // Site files extend shipped lists rather than replace them: exceptions grow without editing our files.
             for (const [name, values] of Object.entries(lib.data.lists)) lists.set(name, [...(lists.get(name) ?? []), ...values]);
             for (const [name, body] of Object.entries(lib.data.macros)) macros.set(name, body);
+            siteExceptions.push(...lib.data.exceptions);
           }
           continue;
         }
@@ -88,11 +113,22 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
     }
     seen.set(definition.id, source);
     try {
-      rules.push({ definition, source, matches: compileCondition(definition.condition, ctx) });
+      const exceptions = mergeExceptions([
+        definition.exceptions,
+        ...siteExceptions.filter((e) => e.rule === definition.id || e.rule === "*"),
+      ]);
+      const excluded: Condition[] = [];
+      if (definition.exclude_system_components) excluded.push({ macro: "system_component" });
+      const byException = exceptionCondition(exceptions);
+      if (byException) excluded.push(byException);
+      const condition: Condition = excluded.length ? { all: [definition.condition, { not: { any: excluded } }] } : definition.condition;
+      rules.push({ definition, source, exceptions, matches: compileCondition(condition, ctx) });
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }
   }
+  const known = new Set(rules.map((r) => r.definition.id));
+  for (const e of siteExceptions) if (e.rule !== "*" && !known.has(e.rule)) problems.push(`exceptions: no rule with id ${e.rule}`);
   if (problems.length > 0) throw new RuleLoadError(problems);
   return rules;
 }

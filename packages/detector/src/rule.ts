@@ -26,6 +26,13 @@ export const RuleSchema = z
     stages: z.array(z.enum(AUDIT_STAGES)).default(["ResponseComplete", "Panic"]),
     /** Whether the request must have succeeded (2xx/1xx), failed, or either. Missing responseStatus counts as success. */
     outcome: z.enum(["success", "failure", "any"]).default("success"),
+    /**
+     * Skip requests made by the cluster's own machinery (macro `system_component`: the apiserver, controllers,
+     * schedulers, kubelets, kube-probe health checks). Off for rules where a controller acting is the signal
+     * (a privileged pod is created by the ReplicaSet controller, not by the person who wrote the Deployment).
+     */
+    exclude_system_components: z.boolean().default(true),
+    exceptions: z.lazy(() => ExceptionSchema).optional(),
     condition: ConditionSchema,
     tests: z
       .object({
@@ -38,9 +45,25 @@ export const RuleSchema = z
 
 export type RuleDefinition = z.infer<typeof RuleSchema>;
 
+/** Who or what a rule should not alert on. Values are exact, except images (glob) and user agents (prefix). */
+export const ExceptionSchema = z
+  .object({
+    users: z.array(z.string()).default([]),
+    groups: z.array(z.string()).default([]),
+    namespaces: z.array(z.string()).default([]),
+    images: z.array(z.string()).default([]),
+    user_agents: z.array(z.string()).default([]),
+  })
+  .strict();
+export type Exceptions = z.infer<typeof ExceptionSchema>;
+
+/** A site's exceptions, in its own file: `exceptions: [{ rule: <id or "*">, users: [...], ... }]`. */
+export const SiteExceptionsSchema = z.array(ExceptionSchema.extend({ rule: z.string().min(1) }).strict());
+
 /** A file of shared building blocks: named value lists and named conditions (macros). */
 export const LibrarySchema = z
   .object({
+    exceptions: z.lazy(() => SiteExceptionsSchema).default([]),
     lists: z.record(z.string(), z.array(z.union([z.string(), z.number(), z.boolean()]))).default({}),
     macros: z.record(z.string(), ConditionSchema).default({}),
   })

@@ -80,3 +80,18 @@ describe("CIDR", () => {
     expect(() => compileCidr("10.0.0.0/33")).toThrow(/invalid CIDR/);
   });
 });
+
+describe("paths with dotted keys", () => {
+  it("reads label and annotation keys written in brackets", () => {
+    const ns = { requestObject: { metadata: { labels: { "pod-security.kubernetes.io/enforce": "privileged" } } } };
+    expect(compilePath("requestObject.metadata.labels[pod-security.kubernetes.io/enforce]")(ns)).toEqual(["privileged"]);
+  });
+});
+
+describe("wildcard path keys", () => {
+  it("takes every value with * and the key names with ~keys", () => {
+    const cm = { requestObject: { data: { "access.properties": "aws_access_key_id = X", ui: "color=red" } } };
+    expect(compilePath("requestObject.data.*")(cm)).toEqual(["aws_access_key_id = X", "color=red"]);
+    expect(compilePath("requestObject.data.~keys")(cm)).toEqual(["access.properties", "ui"]);
+  });
+});
