@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
-import { RuleLoadError } from "@k8s-audit/detector";
+import { loadRules, RuleLoadError, runRuleTests, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
 import { writeKitCertificates } from "@k8s-audit/ingest";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
@@ -44,6 +44,23 @@ async function runStages(stages: StageSelection, flags: RunFlags, printAlerts: b
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
+function ruleDirs(extra?: string[]): string[] {
+  const site = extra ?? (process.env.K8S_AUDIT_RULES_DIR ? [process.env.K8S_AUDIT_RULES_DIR] : []);
+  return [SHIPPED_RULES_DIR, ...site];
+}
+
+function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+// `k8s-audit rules list | head` closes the pipe early; that is not an error.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+  throw err;
+});
+
 const program = new Command("k8s-audit")
   .description("Kubernetes audit pipeline: webhook ingest → Kafka → detection → Elasticsearch")
   .showHelpAfterError();
@@ -78,6 +95,40 @@ program
     const config = loadConfig();
     const logger = createLogger({ level: config.LOG_LEVEL });
     for (const line of await setup(config, logger)) console.log(line);
+  });
+
+const rules = program.command("rules").description("the detection rules: shipped pack plus K8S_AUDIT_RULES_DIR");
+rules
+  .command("test")
+  .description("run every rule's inline tests (events that must fire and events that must stay quiet)")
+  .option("--dir <dir...>", "extra rule folders (default: K8S_AUDIT_RULES_DIR)")
+  .action((flags: { dir?: string[] }) => {
+    const results = runRuleTests(loadRules(ruleDirs(flags.dir)));
+    let failed = 0;
+    let cases = 0;
+    for (const r of results) {
+      cases += r.passed + r.failures.length;
+      if (r.failures.length === 0) continue;
+      failed++;
+      for (const f of r.failures) console.log(`FAIL ${r.rule} (${r.source}): ${f}`);
+    }
+    console.log(`${results.length - failed} passed, ${failed} failed (${results.length} rules, ${cases} test events)`);
+    process.exitCode = failed > 0 ? 1 : 0;
+  });
+rules
+  .command("list")
+  .description("print the rules: id, name, severity, MITRE ATT&CK, source")
+  .option("--dir <dir...>", "extra rule folders (default: K8S_AUDIT_RULES_DIR)")
+  .action((flags: { dir?: string[] }) => {
+    const rows = loadRules(ruleDirs(flags.dir)).map((r) => [
+      r.definition.id,
+      r.definition.name,
+      r.definition.severity,
+      [...r.definition.threat.tactics, ...r.definition.threat.techniques.map((t) => t.id)].join(" "),
+      r.source,
+    ]);
+    console.log(formatTable(["ID", "NAME", "SEVERITY", "MITRE", "SOURCE"], rows));
+    console.log(`${rows.length} rules`);
   });
 
 program
