@@ -1,6 +1,14 @@
-import type { Alert, AuditEvent } from "@k8s-audit/core";
+import { type Alert, type AuditEvent, eventTime } from "@k8s-audit/core";
 import { buildAlert } from "./alert-builder.js";
 import type { CompiledRule } from "./loader.js";
+import { StormAggregator } from "./storm.js";
+
+export interface DetectorOptions {
+  /** (rule, request) pairs remembered to keep one alert per request across its stages. */
+  recentRequests?: number;
+  /** Window in which repeats of an alert for one principal fold into one summary; 0 turns folding off. */
+  stormWindowMs?: number;
+}
 
 function succeeded(event: AuditEvent): boolean {
   const code = event.responseStatus?.code;
@@ -10,17 +18,22 @@ function succeeded(event: AuditEvent): boolean {
 
 /**
  * Evaluates events against the compiled rules. One request reaches us up to three times (one event per stage); a rule
- * fires at most once per request: by stage filtering, and by remembering recent (rule, request) pairs.
+ * fires at most once per request: by stage filtering, and by remembering recent (rule, request) pairs. Repeats of the
+ * same alert for the same principal fold into one summary alert with a count (StormAggregator).
  */
 export class Detector {
   private readonly byStage = new Map<string, CompiledRule[]>();
   /** Insertion-ordered, so the oldest entry is evicted first in O(1). */
   private readonly recent = new Set<string>();
 
+  private readonly storms: StormAggregator | undefined;
+
   constructor(
     readonly rules: readonly CompiledRule[],
-    private readonly options: { recentRequests?: number } = {},
+    private readonly options: DetectorOptions = {},
   ) {
+    const window = options.stormWindowMs ?? 60_000;
+    this.storms = window > 0 ? new StormAggregator(window) : undefined;
     for (const rule of rules) {
       for (const stage of rule.definition.stages) {
         const list = this.byStage.get(stage) ?? [];
@@ -40,9 +53,26 @@ export class Detector {
       if ((outcome === "success" && !ok) || (outcome === "failure" && ok)) continue;
       if (!rule.matches(event)) continue;
       if (!this.firstTime(`${rule.definition.id}\u0000${event.cluster ?? ""}\u0000${event.auditID}`)) continue;
-      alerts.push(buildAlert(rule, event, now));
+      const alert = buildAlert(rule, event, now);
+      if (!this.storms) {
+        alerts.push(alert);
+        continue;
+      }
+      const { emit, closed } = this.storms.offer(alert, Date.parse(eventTime(event)));
+      if (emit) alerts.push(emit);
+      alerts.push(...closed);
     }
     return alerts;
+  }
+
+  /** Storm summaries whose windows the stream's event time has passed; call after each batch. */
+  expire(): Alert[] {
+    return this.storms?.expire() ?? [];
+  }
+
+  /** Every open storm summary, at the end of a finite input (replay, tests). */
+  flush(): Alert[] {
+    return this.storms?.flush() ?? [];
   }
 
   /** Bounded memory of recent (rule, request) pairs; older ones are still deduplicated downstream by the alert id. */

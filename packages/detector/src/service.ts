@@ -39,6 +39,7 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
         }
         alerts.push(...detector.evaluate(event.data));
       }
+      alerts.push(...detector.expire());
       await Promise.all([
         bus.publish(
           topics.alerts,
