@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
-import { loadRules, RuleLoadError, runRuleTests, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
+import { loadRules, loadSigmaRules, RuleLoadError, runRuleTests, SHIPPED_RULES_DIR, SigmaLoadError } from "@k8s-audit/detector";
 import { writeKitCertificates } from "@k8s-audit/ingest";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
@@ -44,9 +44,16 @@ async function runStages(stages: StageSelection, flags: RunFlags, printAlerts: b
   process.on("SIGINT", () => shutdown("SIGINT"));
 }
 
-function ruleDirs(extra?: string[]): string[] {
-  const site = extra ?? (process.env.K8S_AUDIT_RULES_DIR ? [process.env.K8S_AUDIT_RULES_DIR] : []);
-  return [SHIPPED_RULES_DIR, ...site];
+interface RuleFlags {
+  dir?: string[];
+  sigma?: string[];
+}
+
+/** The shipped pack, the site folders, and Sigma folders (--sigma, or K8S_AUDIT_SIGMA_DIR). */
+function allRules(flags: RuleFlags) {
+  const site = flags.dir ?? (process.env.K8S_AUDIT_RULES_DIR ? [process.env.K8S_AUDIT_RULES_DIR] : []);
+  const sigma = flags.sigma ?? (process.env.K8S_AUDIT_SIGMA_DIR ? [process.env.K8S_AUDIT_SIGMA_DIR] : []);
+  return [...loadRules([SHIPPED_RULES_DIR, ...site]), ...(sigma.length ? loadSigmaRules(sigma) : [])];
 }
 
 function formatTable(header: string[], rows: string[][]): string {
@@ -102,8 +109,9 @@ rules
   .command("test")
   .description("run every rule's inline tests (events that must fire and events that must stay quiet)")
   .option("--dir <dir...>", "extra rule folders (default: K8S_AUDIT_RULES_DIR)")
-  .action((flags: { dir?: string[] }) => {
-    const results = runRuleTests(loadRules(ruleDirs(flags.dir)));
+  .option("--sigma <dir...>", "Sigma rule folders (default: K8S_AUDIT_SIGMA_DIR)")
+  .action((flags: RuleFlags) => {
+    const results = runRuleTests(allRules(flags));
     let failed = 0;
     let cases = 0;
     for (const r of results) {
@@ -119,13 +127,14 @@ rules
   .command("list")
   .description("print the rules: id, name, severity, MITRE ATT&CK, source")
   .option("--dir <dir...>", "extra rule folders (default: K8S_AUDIT_RULES_DIR)")
-  .action((flags: { dir?: string[] }) => {
-    const rows = loadRules(ruleDirs(flags.dir)).map((r) => [
+  .option("--sigma <dir...>", "Sigma rule folders (default: K8S_AUDIT_SIGMA_DIR)")
+  .action((flags: RuleFlags) => {
+    const rows = allRules(flags).map((r) => [
       r.definition.id,
       r.definition.name,
       r.definition.severity,
       [...r.definition.threat.tactics, ...r.definition.threat.techniques.map((t) => t.id)].join(" "),
-      r.source,
+      r.definition.version === "sigma" ? `sigma:${r.source}` : r.source,
     ]);
     console.log(formatTable(["ID", "NAME", "SEVERITY", "MITRE", "SOURCE"], rows));
     console.log(`${rows.length} rules`);
@@ -144,7 +153,8 @@ program
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof RuleLoadError) console.error(`k8s-audit: ${err.message}`);
+  if (err instanceof ConfigError || err instanceof RuleLoadError || err instanceof SigmaLoadError)
+    console.error(`k8s-audit: ${err.message}`);
   else console.error(`k8s-audit: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });

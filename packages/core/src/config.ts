@@ -70,6 +70,7 @@ export const ConfigSchema = z.object({
   K8S_AUDIT_TOPIC_ALERTS: TopicName.default("k8s-audit.alerts"),
   K8S_AUDIT_TOPIC_DEADLETTER: TopicName.default("k8s-audit.deadletter"),
   K8S_AUDIT_RULES_DIR: z.string().optional(),
+  K8S_AUDIT_SIGMA_DIR: z.string().optional(),
   ELASTICSEARCH_URL: Url.optional(),
   ELASTICSEARCH_API_KEY: z.string().optional(),
   KIBANA_URL: Url.optional(),

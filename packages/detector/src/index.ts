@@ -5,4 +5,6 @@ export { type CompiledRule, loadRules, RuleLoadError, SHIPPED_RULES_DIR } from "
 export { type RuleDefinition, RuleSchema } from "./rule.js";
 export { type RuleTestResult, runRuleTests } from "./rule-tests.js";
 export { type DetectorServiceOptions, startDetectorService } from "./service.js";
+export { parseSigmaCondition, type SigmaExpr } from "./sigma/condition-parser.js";
+export { compileSigmaRule, loadSigmaRules, SHIPPED_SIGMA_DIR, SIGMA_FIELD_MAPPINGS, SigmaLoadError } from "./sigma/sigma.js";
 export { StormAggregator } from "./storm.js";

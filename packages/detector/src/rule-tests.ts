@@ -28,26 +28,29 @@ export interface RuleTestResult {
   failures: string[];
 }
 
+/** Runs the inline tests of every rule that has some (third-party Sigma rules may have none). */
 export function runRuleTests(rules: readonly CompiledRule[]): RuleTestResult[] {
-  return rules.map((rule) => {
-    const failures: string[] = [];
-    let passed = 0;
-    const cases = [
-      ...rule.definition.tests.fire.map((e, i) => ({ event: e, i, shouldFire: true })),
-      ...rule.definition.tests.quiet.map((e, i) => ({ event: e, i, shouldFire: false })),
-    ];
-    for (const { event, i, shouldFire } of cases) {
-      const label = `${shouldFire ? "fire" : "quiet"}[${i}]`;
-      const parsed = AuditEventSchema.safeParse({ ...TEST_EVENT_DEFAULTS, auditID: `test-${rule.definition.id}-${label}`, ...event });
-      if (!parsed.success) {
-        failures.push(`${label}: not a valid audit event: ${describeIssues(parsed.error)}`);
-        continue;
+  return rules
+    .filter((r) => r.definition.tests.fire.length + r.definition.tests.quiet.length > 0)
+    .map((rule) => {
+      const failures: string[] = [];
+      let passed = 0;
+      const cases = [
+        ...rule.definition.tests.fire.map((e, i) => ({ event: e, i, shouldFire: true })),
+        ...rule.definition.tests.quiet.map((e, i) => ({ event: e, i, shouldFire: false })),
+      ];
+      for (const { event, i, shouldFire } of cases) {
+        const label = `${shouldFire ? "fire" : "quiet"}[${i}]`;
+        const parsed = AuditEventSchema.safeParse({ ...TEST_EVENT_DEFAULTS, auditID: `test-${rule.definition.id}-${label}`, ...event });
+        if (!parsed.success) {
+          failures.push(`${label}: not a valid audit event: ${describeIssues(parsed.error)}`);
+          continue;
+        }
+        // A fresh detector per case: each case stands alone.
+        const fired = new Detector([rule]).evaluate(parsed.data).length > 0;
+        if (fired === shouldFire) passed++;
+        else failures.push(`${label}: expected ${shouldFire ? "an alert" : "no alert"}, got ${fired ? "an alert" : "none"}`);
       }
-      // A fresh detector per case: each case stands alone.
-      const fired = new Detector([rule]).evaluate(parsed.data).length > 0;
-      if (fired === shouldFire) passed++;
-      else failures.push(`${label}: expected ${shouldFire ? "an alert" : "no alert"}, got ${fired ? "an alert" : "none"}`);
-    }
-    return { rule: rule.definition.id, source: rule.source, passed, failures };
-  });
+      return { rule: rule.definition.id, source: rule.source, passed, failures };
+    });
 }

@@ -1,0 +1,99 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AuditEventSchema } from "@k8s-audit/core";
+import { describe, expect, it } from "vitest";
+import { compileSigmaRule, loadSigmaRules, parseSigmaCondition, runRuleTests, SHIPPED_SIGMA_DIR, SigmaLoadError } from "../src/index.js";
+
+const logsource = { product: "kubernetes", service: "audit" };
+const event = (o: Record<string, unknown>) =>
+  AuditEventSchema.parse({
+    level: "Metadata",
+    auditID: "x",
+    stage: "ResponseComplete",
+    requestURI: "/",
+    verb: "get",
+    user: { username: "u" },
+    stageTimestamp: "2026-01-01T00:00:00Z",
+    ...o,
+  });
+
+describe("Sigma", () => {
+  it("loads the project's Sigma rules unmodified and each fires on its test events and not on the others", () => {
+    const rules = loadSigmaRules([SHIPPED_SIGMA_DIR]);
+    expect(rules.length).toBeGreaterThanOrEqual(16);
+    for (const r of rules) expect(r.definition.tests.fire.length, r.source).toBeGreaterThan(0);
+    const failures = runRuleTests(rules).flatMap((r) => r.failures.map((f) => `${r.source}: ${f}`));
+    expect(failures).toEqual([]);
+  });
+
+  it("parses conditions with precedence, parentheses and quantifiers", () => {
+    expect(parseSigmaCondition("a or b and not c")).toEqual({
+      kind: "or",
+      parts: [
+        { kind: "ref", name: "a" },
+        {
+          kind: "and",
+          parts: [
+            { kind: "ref", name: "b" },
+            { kind: "not", inner: { kind: "ref", name: "c" } },
+          ],
+        },
+      ],
+    });
+    expect(parseSigmaCondition("(1 of sel_*) and not all of them")).toMatchObject({ kind: "and" });
+    expect(() => parseSigmaCondition("a and")).toThrow(/ends too early/);
+  });
+
+  it("supports the value modifiers and case-insensitive wildcards", () => {
+    const rule = compileSigmaRule(
+      {
+        title: "t",
+        logsource,
+        detection: {
+          s1: { "userAgent|startswith": "CURL/", "requestURI|contains|all": ["/api", "secrets"] },
+          s2: { "sourceIPs|cidr": "10.0.0.0/8", "responseStatus.code|gte": 400 },
+          s3: { "user.username": "system:*", "objectRef.namespace": null },
+          condition: "1 of s*",
+        },
+      },
+      "inline",
+    );
+    expect(rule.matches(event({ userAgent: "curl/8", requestURI: "/api/v1/secrets" }))).toBe(true);
+    expect(rule.matches(event({ userAgent: "curl/8", requestURI: "/api/v1/pods" }))).toBe(false);
+    expect(rule.matches(event({ sourceIPs: ["10.2.3.4"], responseStatus: { code: 403 } }))).toBe(true);
+    expect(rule.matches(event({ user: { username: "SYSTEM:kube-proxy" } }))).toBe(true);
+    expect(rule.matches(event({ user: { username: "system:x" }, objectRef: { namespace: "a" } }))).toBe(false);
+  });
+
+  it("maps the usual pseudo-fields (apiGroup, hostPath, capabilities) onto audit event paths", () => {
+    const rule = compileSigmaRule(
+      { title: "t", logsource, detection: { s: { apiGroup: "apps", "hostPath|exists": true }, condition: "s" } },
+      "inline",
+    );
+    const body = { spec: { template: { spec: { volumes: [{ hostPath: { path: "/" } }] } } } };
+    expect(rule.matches(event({ objectRef: { apiGroup: "apps" }, requestObject: body }))).toBe(true);
+    expect(rule.matches(event({ objectRef: { apiGroup: "apps" }, requestObject: {} }))).toBe(false);
+  });
+
+  it("reports a malformed Sigma rule with its file and the reason", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sigma-"));
+    writeFileSync(
+      join(dir, "bad.yml"),
+      "title: Bad\nlogsource: { product: kubernetes, service: audit }\ndetection:\n  sel: { verb: get }\n  condition: sel and missing\n",
+    );
+    writeFileSync(
+      join(dir, "wrong-source.yml"),
+      "title: Windows\nlogsource: { product: windows }\ndetection: { sel: { a: 1 }, condition: sel }\n",
+    );
+    let error: SigmaLoadError | undefined;
+    try {
+      loadSigmaRules([dir]);
+    } catch (e) {
+      error = e as SigmaLoadError;
+    }
+    expect(error).toBeInstanceOf(SigmaLoadError);
+    expect(error?.message).toContain(`${join(dir, "bad.yml")}: condition names "missing", which detection does not define`);
+    expect(error?.message).toContain(`${join(dir, "wrong-source.yml")}: logsource.product`);
+  });
+});
