@@ -5,4 +5,5 @@ export { MemoryBus } from "./bus/memory.js";
 export type * from "./bus/types.js";
 export * from "./config.js";
 export * from "./logger.js";
+export { syntheticAuditEvent } from "./synthetic.js";
 export { createBus } from "./wiring.js";

@@ -68,33 +68,45 @@ export function pathSegments(path: string): string[] {
  * object, `~keys` its keys (so `requestObject.data.~keys` tests a ConfigMap's key names).
  */
 export function compilePath(path: string): (root: unknown) => unknown[] {
-  const segments = pathSegments(path);
+  const visit = compileVisitor(path);
   return (root) => {
-    let current: unknown[] = [root];
-    for (const segment of segments) {
-      const next: unknown[] = [];
-      for (const value of current) {
-        if (Array.isArray(value)) {
-          for (const element of value) pushChild(next, element, segment);
-        } else pushChild(next, value, segment);
-      }
-      if (next.length === 0) return next;
-      current = next;
-    }
-    return current.flatMap((v) => (Array.isArray(v) ? v : [v]));
+    const out: unknown[] = [];
+    visit(root, (v) => {
+      out.push(v);
+      return false;
+    });
+    return out;
   };
 }
 
-function pushChild(out: unknown[], value: unknown, key: string): void {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return;
-  const record = value as Record<string, unknown>;
-  if (key === "*") {
-    for (const child of Object.values(record)) if (child !== undefined && child !== null) out.push(child);
-  } else if (key === "~keys") out.push(...Object.keys(record));
-  else {
-    const child = record[key];
-    if (child !== undefined && child !== null) out.push(child);
-  }
+/**
+ * The allocation-free form of compilePath used on the hot path: calls `found` for each value the path reaches until it
+ * returns true, and returns whether it did. Most paths cross no array, so most calls walk a few properties and stop.
+ */
+export function compileVisitor(path: string): (root: unknown, found: (value: unknown) => boolean) => boolean {
+  const segments = pathSegments(path);
+  const walk = (value: unknown, depth: number, found: (value: unknown) => boolean): boolean => {
+    if (value === undefined || value === null) return false;
+    if (Array.isArray(value)) {
+      for (const element of value) if (walk(element, depth, found)) return true;
+      return false;
+    }
+    if (depth === segments.length) return found(value);
+    if (typeof value !== "object") return false;
+    const key = segments[depth] as string;
+    const record = value as Record<string, unknown>;
+    if (key === "*") {
+      for (const k in record) if (walk(record[k], depth + 1, found)) return true;
+      return false;
+    }
+    if (key === "~keys") {
+      if (depth + 1 !== segments.length) return false;
+      for (const k in record) if (found(k)) return true;
+      return false;
+    }
+    return walk(record[key], depth + 1, found);
+  };
+  return (root, found) => walk(root, 0, found);
 }
 
 function globToRegExp(glob: string, flags: string): RegExp {
@@ -175,17 +187,18 @@ function resolveList(name: string, ctx: CompileContext): readonly (string | numb
 }
 
 function compileFieldTest(test: FieldTest, ctx: CompileContext): Predicate {
-  const values = compilePath(test.field);
+  const visit = compileVisitor(test.field);
   const fold = test.ignore_case ? (s: string) => s.toLowerCase() : (s: string) => s;
   const anyValue =
     (match: (v: unknown) => boolean): Predicate =>
     (event) =>
-      values(event).some(match);
+      visit(event, match);
   const anyString = (match: (s: string) => boolean) => anyValue((v) => typeof v === "string" && match(fold(v)));
 
   if (test.exists !== undefined) {
     const want = test.exists;
-    return (event) => values(event).length > 0 === want;
+    const reached = () => true;
+    return (event) => visit(event, reached) === want;
   }
   if (test.equals !== undefined) {
     const want = typeof test.equals === "string" ? fold(test.equals) : test.equals;
@@ -254,4 +267,42 @@ export function compileCondition(condition: Condition, ctx: CompileContext, macr
     return compileCondition(body, ctx, [...macroStack, name]);
   }
   return compileFieldTest(condition, ctx);
+}
+
+/**
+ * The values a field must take for the condition to hold, when the condition pins it (an `equals` or `in` on that
+ * field at the top of an `all`, or on every branch of an `any`); undefined when it does not. The detector indexes rules
+ * by `objectRef.resource` this way, so an event is only tested against the rules that can match it.
+ */
+export function requiredValues(condition: Condition, field: string, ctx: CompileContext, depth = 0): Set<string> | undefined {
+  if (depth > 32) return undefined;
+  if ("all" in condition) {
+    let result: Set<string> | undefined;
+    for (const part of condition.all) {
+      const values = requiredValues(part, field, ctx, depth + 1);
+      if (values) result = result ? new Set([...result].filter((v) => values.has(v))) : values;
+    }
+    return result;
+  }
+  if ("any" in condition) {
+    const union = new Set<string>();
+    for (const part of condition.any) {
+      const values = requiredValues(part, field, ctx, depth + 1);
+      if (!values) return undefined;
+      for (const v of values) union.add(v);
+    }
+    return union;
+  }
+  if ("not" in condition) return undefined;
+  if ("macro" in condition) {
+    const body = ctx.macros.get(condition.macro);
+    return body ? requiredValues(body, field, ctx, depth + 1) : undefined;
+  }
+  if (condition.field !== field || condition.ignore_case) return undefined;
+  if (typeof condition.equals === "string") return new Set([condition.equals]);
+  if (condition.in !== undefined) {
+    const list = Array.isArray(condition.in) ? condition.in : ctx.lists.get(condition.in.list);
+    if (list?.every((v) => typeof v === "string")) return new Set(list as string[]);
+  }
+  return undefined;
 }

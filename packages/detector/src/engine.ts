@@ -22,7 +22,8 @@ function succeeded(event: AuditEvent): boolean {
  * same alert for the same principal fold into one summary alert with a count (StormAggregator).
  */
 export class Detector {
-  private readonly byStage = new Map<string, CompiledRule[]>();
+  /** Per stage: rules by the objectRef.resource they require, and the rules that take any resource. */
+  private readonly byStage = new Map<string, { byResource: Map<string, CompiledRule[]>; anyResource: CompiledRule[] }>();
   /** Insertion-ordered, so the oldest entry is evicted first in O(1). */
   private readonly recent = new Set<string>();
 
@@ -36,19 +37,25 @@ export class Detector {
     this.storms = window > 0 ? new StormAggregator(window) : undefined;
     for (const rule of rules) {
       for (const stage of rule.definition.stages) {
-        const list = this.byStage.get(stage) ?? [];
-        list.push(rule);
-        this.byStage.set(stage, list);
+        let index = this.byStage.get(stage);
+        if (!index) {
+          index = { byResource: new Map(), anyResource: [] };
+          this.byStage.set(stage, index);
+        }
+        if (!rule.resources) index.anyResource.push(rule);
+        else for (const resource of rule.resources) index.byResource.set(resource, [...(index.byResource.get(resource) ?? []), rule]);
       }
     }
   }
 
   evaluate(event: AuditEvent, now?: Date): Alert[] {
-    const candidates = this.byStage.get(event.stage);
-    if (!candidates) return [];
+    const index = this.byStage.get(event.stage);
+    if (!index) return [];
+    const resource = event.objectRef?.resource;
+    const specific = resource === undefined ? undefined : index.byResource.get(resource);
     const ok = succeeded(event);
     const alerts: Alert[] = [];
-    for (const rule of candidates) {
+    for (const rule of specific ? [...specific, ...index.anyResource] : index.anyResource) {
       const outcome = rule.definition.outcome;
       if ((outcome === "success" && !ok) || (outcome === "failure" && ok)) continue;
       if (!rule.matches(event)) continue;

@@ -3,7 +3,7 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
-import { type CompileContext, type Condition, compileCondition, type Predicate } from "./condition.js";
+import { type CompileContext, type Condition, compileCondition, type Predicate, requiredValues } from "./condition.js";
 import { type Exceptions, LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
 
 /** The rule pack shipped with the product. */
@@ -16,6 +16,8 @@ export interface CompiledRule {
   /** The condition, minus system components (unless the rule opts out) and minus the rule's and the site's exceptions. */
   readonly matches: Predicate;
   readonly exceptions: Exceptions;
+  /** The objectRef.resource values the rule can match at all; undefined when any resource can. */
+  readonly resources?: ReadonlySet<string>;
 }
 
 /** Container image paths in pods, workload templates and CronJobs. */
@@ -122,7 +124,8 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
       const byException = exceptionCondition(exceptions);
       if (byException) excluded.push(byException);
       const condition: Condition = excluded.length ? { all: [definition.condition, { not: { any: excluded } }] } : definition.condition;
-      rules.push({ definition, source, exceptions, matches: compileCondition(condition, ctx) });
+      const resources = requiredValues(definition.condition, "objectRef.resource", ctx);
+      rules.push({ definition, source, exceptions, resources, matches: compileCondition(condition, ctx) });
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }

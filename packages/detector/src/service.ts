@@ -1,4 +1,13 @@
-import { type Alert, AuditEventSchema, type Bus, type BusMessage, type Logger, type Subscription, type Topics } from "@k8s-audit/core";
+import {
+  type Alert,
+  AuditEventSchema,
+  type Bus,
+  type BusMessage,
+  type Logger,
+  looksLikeAuditEvent,
+  type Subscription,
+  type Topics,
+} from "@k8s-audit/core";
 import type { Detector } from "./engine.js";
 
 export interface DetectorServiceOptions {
@@ -32,12 +41,19 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
           deadLetters.push(deadLetter(message.value, "detector: event is not JSON", message.key));
           continue;
         }
-        const event = AuditEventSchema.safeParse(parsed);
-        if (!event.success) {
-          deadLetters.push(deadLetter(message.value, `detector: invalid event: ${event.error.issues[0]?.message}`, message.key));
+        if (!looksLikeAuditEvent(parsed)) {
+          // Only a foreign or damaged record gets here; the full schema says exactly what is wrong with it.
+          const issue = AuditEventSchema.safeParse(parsed).error?.issues[0];
+          deadLetters.push(
+            deadLetter(
+              message.value,
+              `detector: invalid event: ${issue ? `${issue.path.join(".")}: ${issue.message}` : "not an audit event"}`,
+              message.key,
+            ),
+          );
           continue;
         }
-        alerts.push(...detector.evaluate(event.data));
+        alerts.push(...detector.evaluate(parsed));
       }
       alerts.push(...detector.expire());
       await Promise.all([

@@ -43,3 +43,37 @@ describe("rule loading errors", () => {
     expect(rule?.matches(event)).toBe(true);
   });
 });
+
+describe("site exceptions", () => {
+  it("silence a rule for listed users, namespaces and images without editing the shipped files", () => {
+    const dir = mkdtempSync(join(tmpdir(), "rules-"));
+    writeFileSync(
+      join(dir, "exceptions.yaml"),
+      [
+        "exceptions:",
+        "  - rule: workload.privileged_container",
+        "    images: [registry.example.com/node-agent:*]",
+        "  - rule: '*'",
+        "    users: [system:serviceaccount:argocd:argocd-application-controller]",
+        "",
+      ].join("\n"),
+    );
+    const rules = loadRules([SHIPPED_RULES_DIR, dir]);
+    const privileged = rules.find((r) => r.definition.id === "workload.privileged_container");
+    const pod = (image: string, user = "alice") => ({
+      verb: "create",
+      user: { username: user },
+      objectRef: { resource: "pods", namespace: "ops" },
+      requestObject: { spec: { containers: [{ name: "a", image, securityContext: { privileged: true } }] } },
+    });
+    expect(privileged?.matches(pod("docker.io/library/nginx:1"))).toBe(true);
+    expect(privileged?.matches(pod("registry.example.com/node-agent:2.1"))).toBe(false);
+    expect(privileged?.matches(pod("docker.io/library/nginx:1", "system:serviceaccount:argocd:argocd-application-controller"))).toBe(false);
+  });
+
+  it("names an exception for a rule that does not exist", () => {
+    const dir = mkdtempSync(join(tmpdir(), "rules-"));
+    writeFileSync(join(dir, "exceptions.yaml"), "exceptions:\n  - rule: no.such_rule\n    users: [x]\n");
+    expect(() => loadRules([SHIPPED_RULES_DIR, dir])).toThrow(/exceptions: no rule with id no.such_rule/);
+  });
+});

@@ -7,11 +7,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, KafkaBus } from "@k8s-audit/core";
+import { syntheticAuditEvent as benchEvent, createLogger, KafkaBus } from "@k8s-audit/core";
 import { KAFKA_BROKERS, startKafka } from "@k8s-audit/engines";
 import { createCertificateAuthority, issueCertificate } from "@k8s-audit/ingest";
 import { Pool } from "undici";
-import { benchEvent } from "./events.js";
 
 const BATCH = 400;
 const BATCHES = Number(process.env.BENCH_BATCHES ?? 500);

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import type { Severity } from "@k8s-audit/core";
 import { parse } from "yaml";
 import { z } from "zod";
-import { type CompileContext, type Condition, compileCondition } from "../condition.js";
+import { type CompileContext, type Condition, compileCondition, requiredValues } from "../condition.js";
 import type { CompiledRule } from "../loader.js";
 import { TACTICS } from "../mitre.js";
 import { RuleSchema } from "../rule.js";

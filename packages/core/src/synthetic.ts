@@ -18,10 +18,36 @@ const USERS = [
 ];
 
 /**
- * Realistic Metadata-level events of about 1.2 KB, shaped like a busy cluster's (controllers, kubelets, people).
- * Written for the benchmarks; every auditID is fresh.
+ * Realistic Metadata-level events of about 1.2 KB, shaped like a busy cluster's (controllers, kubelets, people), for
+ * benchmarks and load tests. Every auditID is fresh; event i is stamped i milliseconds after a fixed start. One event in
+ * 500 is something the rule pack flags (a cluster-wide secret list by curl, an exec into kube-system).
  */
-export function benchEvent(i: number): Record<string, unknown> {
+export function syntheticAuditEvent(i: number): Record<string, unknown> & { auditID: string } {
+  const base = routineEvent(i);
+  if (i % 1000 === 250) {
+    return {
+      ...base,
+      verb: "list",
+      requestURI: "/api/v1/secrets",
+      userAgent: "curl/8.5.0",
+      objectRef: { resource: "secrets", apiVersion: "v1" },
+    };
+  }
+  if (i % 1000 === 750) {
+    return {
+      ...base,
+      verb: "create",
+      stage: "ResponseStarted",
+      requestURI: "/api/v1/namespaces/kube-system/pods/coredns-1/exec?command=sh",
+      objectRef: { resource: "pods", subresource: "exec", namespace: "kube-system", name: "coredns-1", apiVersion: "v1" },
+      user: { username: "alice@example.com", groups: ["system:authenticated"] },
+      responseStatus: { code: 101 },
+    };
+  }
+  return base;
+}
+
+function routineEvent(i: number): Record<string, unknown> & { auditID: string } {
   const r = RESOURCES[i % RESOURCES.length] as (typeof RESOURCES)[number];
   const verb = VERBS[i % VERBS.length] as string;
   const user = USERS[i % USERS.length] as (typeof USERS)[number];

@@ -1,0 +1,97 @@
+/**
+ * pnpm bench:detector — the detector stage with the full rule pack, consuming from the real Kafka and publishing its
+ * alerts there, against a bare consume + JSON.parse loop over the same records in the same run.
+ * Prints events/s for both and last `detector_ratio=<detector / bare>`.
+ */
+import { randomUUID } from "node:crypto";
+import { type AuditEvent, createLogger, KafkaBus, syntheticAuditEvent } from "@k8s-audit/core";
+import { KAFKA_BROKERS, startKafka } from "@k8s-audit/engines";
+import { Detector, loadRules, startDetectorService } from "../src/index.js";
+
+const EVENTS = Number(process.env.BENCH_EVENTS ?? 200_000);
+const logger = createLogger({ level: "warn" });
+
+class CountingDetector extends Detector {
+  count = 0;
+  override evaluate(event: AuditEvent) {
+    this.count++;
+    return super.evaluate(event);
+  }
+}
+
+async function until(done: () => boolean, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error("benchmark did not finish in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function main() {
+  let brokers = process.env.KAFKA_BROKERS;
+  if (!brokers) {
+    await startKafka((m) => console.error(`[engines] ${m}`));
+    brokers = KAFKA_BROKERS;
+  }
+  const bus = new KafkaBus({ brokers: brokers.split(","), clientId: "bench-detector", logger });
+  const id = randomUUID().slice(0, 8);
+  const topics = { events: `bench-detector-${id}.events`, alerts: `bench-detector-${id}.alerts`, deadLetter: `bench-detector-${id}.dlq` };
+  await bus.ensureTopics(Object.values(topics));
+  for (let i = 0; i < EVENTS; i += 2000) {
+    const chunk = Array.from(
+      { length: Math.min(2000, EVENTS - i) },
+      (_, j) => ({ ...syntheticAuditEvent(i + j), cluster: "bench" }) as Record<string, unknown> & { auditID: string },
+    );
+    await bus.publish(
+      topics.events,
+      chunk.map((e) => ({ key: `bench/${e.auditID}`, value: JSON.stringify(e) })),
+    );
+  }
+  const rules = loadRules();
+  console.log(`detector bench: ${EVENTS} events on ${topics.events} (3 partitions), ${rules.length} rules, Kafka ${brokers}`);
+
+  // Baseline: consume and JSON.parse, nothing else.
+  let parsed = 0;
+  let t0 = performance.now();
+  const bare = await bus.consume({
+    topic: topics.events,
+    groupId: `bench-bare-${id}`,
+    eachBatch: async (messages) => {
+      for (const m of messages) if (JSON.parse(m.value)) parsed++;
+    },
+  });
+  await until(() => parsed >= EVENTS);
+  const bareSeconds = (performance.now() - t0) / 1000;
+  await bare.stop();
+
+  // The detector stage: parse, validate, evaluate every rule, publish alerts, commit.
+  const detector = new CountingDetector(rules);
+  let alerts = 0;
+  t0 = performance.now();
+  const stage = await startDetectorService({
+    bus,
+    topics,
+    detector,
+    logger,
+    groupId: `bench-detector-${id}`,
+    onAlerts: (a) => (alerts += a.length),
+  });
+  await until(() => detector.count >= EVENTS);
+  const detectorSeconds = (performance.now() - t0) / 1000;
+  await stage.stop();
+  await bus.close();
+
+  const bareRate = EVENTS / bareSeconds;
+  const detectorRate = EVENTS / detectorSeconds;
+  console.log(`bare consume + JSON.parse: ${Math.round(bareRate)} events/s`);
+  console.log(`detector (full pack, alerts to Kafka): ${Math.round(detectorRate)} events/s, ${alerts} alerts`);
+  console.log(`detector_ratio=${(detectorRate / bareRate).toFixed(2)}`);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);
