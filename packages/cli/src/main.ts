@@ -4,6 +4,7 @@ import { writeKitCertificates } from "@k8s-audit/ingest";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
 import { type StageSelection, startPipeline } from "./pipeline.js";
+import { type ReplayFlags, runReplay } from "./replay-command.js";
 import { setup } from "./setup.js";
 
 interface RunFlags {
@@ -138,6 +139,29 @@ rules
     ]);
     console.log(formatTable(["ID", "NAME", "SEVERITY", "MITRE", "SOURCE"], rows));
     console.log(`${rows.length} rules`);
+  });
+
+program
+  .command("replay")
+  .description("replay archived audit logs (JSON lines, rotated .gz, EventList, EKS/AKS/GKE exports) through detection")
+  .argument("<inputs...>", "files, folders or globs")
+  .option("--from <time>", "only events at or after this time (ISO 8601, or relative: -2h, -30m, -7d)")
+  .option("--to <time>", "only events at or before this time")
+  .option("--user <names>", "only these users (or impersonated users), comma-separated")
+  .option("--namespace <names>", "only these namespaces")
+  .option("--cluster <names>", "only these clusters; events without one are taken as the first")
+  .option("--verb <verbs>", "only these verbs")
+  .option("--resource <resources>", "only these resources")
+  .option("--to-kafka [topic]", "publish the events to a Kafka topic (default k8s-audit.replay) instead of detecting here")
+  .option("--to-webhook <url>", "post the events to an audit webhook as an apiserver would, instead of detecting here")
+  .option("--token <token>", "bearer token for --to-webhook")
+  .option("--case <id>", "store the alerts in case data streams in Elasticsearch (logs-k8s_audit.alert-case_<id>)")
+  .option("--include-events", "with --case: store the replayed events too (logs-k8s_audit.events-case_<id>)")
+  .option("--out <file>", "write the alerts as NDJSON, one ECS alert per line")
+  .option("--no-progress", "no progress bar")
+  .action(async (inputs: string[], flags: ReplayFlags) => {
+    const config = loadConfig();
+    process.exitCode = await runReplay(inputs, flags, config, createLogger({ level: config.LOG_LEVEL }));
   });
 
 program

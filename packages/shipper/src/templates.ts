@@ -89,18 +89,26 @@ export const ALERT_MAPPINGS = {
   },
 } as const;
 
-/** Installs (or updates) the alert index template; idempotent. Priority above Elastic's built-in logs-*-* (100). */
-export async function ensureAlertTemplate(es: Client): Promise<void> {
+/**
+ * Installs (or updates) a data stream index template; idempotent. Priority above Elastic's built-in logs-*-* (100), so
+ * our explicit mappings win on a full cluster too.
+ */
+export async function putDataStreamTemplate(es: Client, name: string, pattern: string, mappings: object): Promise<void> {
   await es.indices.putIndexTemplate({
-    name: "k8s-audit-alerts",
-    index_patterns: [`logs-${ALERTS_DATASET}-*`],
+    name,
+    index_patterns: [pattern],
     data_stream: {},
     priority: 200,
     template: {
       settings: { number_of_shards: 1 },
       // biome-ignore lint/suspicious/noExplicitAny: the client's mapping type is stricter than the JSON it accepts.
-      mappings: ALERT_MAPPINGS as any,
+      mappings: mappings as any,
     },
     _meta: { managed_by: "k8s-audit-pipeline" },
   });
+}
+
+/** Installs (or updates) the alert index template; idempotent. */
+export async function ensureAlertTemplate(es: Client): Promise<void> {
+  await putDataStreamTemplate(es, "k8s-audit-alerts", `logs-${ALERTS_DATASET}-*`, ALERT_MAPPINGS);
 }

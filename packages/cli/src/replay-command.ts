@@ -1,0 +1,244 @@
+import { createWriteStream } from "node:fs";
+import { type Alert, type AuditEvent, type Config, createBus, type Logger } from "@k8s-audit/core";
+import { Detector, loadRules, loadSigmaRules, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
+import { KafkaSink, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
+import {
+  alertsDataStream,
+  type BulkDocument,
+  bulkCreate,
+  createElasticsearchClient,
+  ensureAlertTemplate,
+  ensureRawEventTemplate,
+  eventsDataStream,
+  rawEventDocument,
+} from "@k8s-audit/shipper";
+import { SingleBar } from "cli-progress";
+import { formatAlertLine } from "./alert-output.js";
+
+export interface ReplayFlags {
+  from?: string;
+  to?: string;
+  user?: string;
+  namespace?: string;
+  cluster?: string;
+  verb?: string;
+  resource?: string;
+  toKafka?: boolean | string;
+  toWebhook?: string;
+  token?: string;
+  case?: string;
+  includeEvents?: boolean;
+  out?: string;
+  progress?: boolean;
+}
+
+const SEVERITY_NAMES: Record<number, string> = { 21: "low", 47: "medium", 73: "high", 99: "critical" };
+
+/** A case id as a data stream namespace: lowercase letters, digits and underscores. */
+export function caseNamespace(id: string): string {
+  const ns = `case_${id
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, "_")
+    .replace(/^_+|_+$/g, "")}`;
+  if (ns === "case_") throw new Error(`--case ${JSON.stringify(id)} has no letters or digits`);
+  return ns;
+}
+
+/** Buffers documents and bulk-creates them in batches (deterministic ids: a replay run twice stores nothing twice). */
+class BulkWriter {
+  private docs: BulkDocument[] = [];
+  stored = 0;
+  constructor(private readonly es: ReturnType<typeof createElasticsearchClient>) {}
+  async add(doc: BulkDocument): Promise<void> {
+    this.docs.push(doc);
+    if (this.docs.length >= 1000) await this.flush();
+  }
+  async flush(): Promise<void> {
+    if (this.docs.length === 0) return;
+    const docs = this.docs;
+    this.docs = [];
+    const outcome = await bulkCreate(this.es, docs);
+    if (outcome.rejected.length > 0)
+      throw new Error(`Elasticsearch refused ${outcome.rejected.length} documents: ${outcome.rejected[0]?.reason}`);
+    this.stored += outcome.stored;
+  }
+}
+
+export async function runReplay(inputs: string[], flags: ReplayFlags, config: Config, logger: Logger): Promise<number> {
+  const forwarding = Boolean(flags.toKafka || flags.toWebhook);
+  const stdout = process.stdout;
+  const stderr = process.stderr;
+  const closers: (() => Promise<void>)[] = [];
+  const eventHandlers: ((e: AuditEvent) => Promise<void>)[] = [];
+  const alertHandlers: ((a: Alert[]) => Promise<void> | void)[] = [];
+
+  let detector: Detector | undefined;
+  if (!forwarding) {
+    const dirs = [SHIPPED_RULES_DIR, ...(config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [])];
+    const sigma = config.K8S_AUDIT_SIGMA_DIR ? loadSigmaRules([config.K8S_AUDIT_SIGMA_DIR]) : [];
+    detector = new Detector([...loadRules(dirs), ...sigma]);
+  }
+
+  if (flags.toKafka) {
+    if (!config.KAFKA_BROKERS) throw new Error("--to-kafka needs KAFKA_BROKERS");
+    const topic = typeof flags.toKafka === "string" ? flags.toKafka : "k8s-audit.replay";
+    const bus = createBus(config, logger);
+    await bus.ensureTopics([topic]);
+    const sink = new KafkaSink(bus, topic);
+    eventHandlers.push((e) => sink.add(e));
+    closers.push(async () => {
+      await sink.flush();
+      await bus.close();
+      stderr.write(`replay: ${sink.sent} events published to Kafka topic ${topic}\n`);
+    });
+  }
+  if (flags.toWebhook) {
+    const sink = new WebhookSink(flags.toWebhook, { token: flags.token });
+    eventHandlers.push((e) => sink.add(e));
+    closers.push(async () => {
+      await sink.flush();
+      stderr.write(`replay: ${sink.sent} events posted to ${flags.toWebhook}\n`);
+    });
+  }
+  if (flags.case) {
+    if (!config.ELASTICSEARCH_URL) throw new Error("--case needs ELASTICSEARCH_URL");
+    const namespace = caseNamespace(flags.case);
+    const es = createElasticsearchClient(config.ELASTICSEARCH_URL, config.ELASTICSEARCH_API_KEY);
+    await ensureAlertTemplate(es);
+    const alerts = new BulkWriter(es);
+    const alertIndex = alertsDataStream(namespace);
+    alertHandlers.push(async (batch) => {
+      const ingested = new Date().toISOString();
+      for (const a of batch) {
+        await alerts.add({
+          id: a.event.id,
+          index: alertIndex,
+          document: {
+            ...a,
+            event: { ...a.event, ingested },
+            labels: { ...a.labels, case: flags.case as string },
+            data_stream: { type: "logs", dataset: "k8s_audit.alert", namespace },
+          },
+        });
+      }
+    });
+    let events: BulkWriter | undefined;
+    if (flags.includeEvents) {
+      await ensureRawEventTemplate(es);
+      events = new BulkWriter(es);
+      const eventIndex = eventsDataStream(namespace);
+      eventHandlers.push(async (e) => {
+        const { id, document } = rawEventDocument(e, new Date().toISOString());
+        await events?.add({
+          id,
+          index: eventIndex,
+          document: { ...document, data_stream: { type: "logs", dataset: "k8s_audit.events", namespace } },
+        });
+      });
+    }
+    closers.push(async () => {
+      await alerts.flush();
+      await events?.flush();
+      await es.close();
+      stderr.write(
+        `replay: case ${flags.case}: ${alerts.stored} alerts in ${alertIndex}${events ? `, ${events.stored} events in ${eventsDataStream(namespace)}` : ""}\n`,
+      );
+    });
+  }
+  if (flags.out) {
+    const file = createWriteStream(flags.out);
+    alertHandlers.push((batch) => {
+      for (const a of batch) file.write(`${JSON.stringify(a)}\n`);
+    });
+    closers.push(() => new Promise<void>((resolve, reject) => file.end((err?: Error | null) => (err ? reject(err) : resolve()))));
+  }
+  if (!forwarding && !flags.out && !flags.case) {
+    alertHandlers.push((batch) => {
+      stdout.write(batch.map((a) => (stdout.isTTY ? formatAlertLine(a, true) : JSON.stringify(a))).join("\n") + "\n");
+    });
+  }
+
+  const bar =
+    flags.progress !== false && stderr.isTTY
+      ? new SingleBar({
+          format: "replay {bar} {percentage}% | {mb}/{totalMb} MB | {events} events | ETA {eta_formatted}",
+          hideCursor: true,
+          clearOnComplete: true,
+          stream: stderr,
+        })
+      : undefined;
+  let barStarted = false;
+  const summary = await replay({
+    inputs,
+    filters: {
+      from: flags.from,
+      to: flags.to,
+      user: flags.user,
+      namespace: flags.namespace,
+      cluster: flags.cluster,
+      verb: flags.verb,
+      resource: flags.resource,
+    },
+    defaultCluster: flags.cluster?.split(",")[0],
+    detector,
+    onEvent: eventHandlers.length
+      ? async (e) => {
+          for (const h of eventHandlers) await h(e);
+        }
+      : undefined,
+    onAlerts: async (alerts) => {
+      for (const h of alertHandlers) await h(alerts);
+    },
+    onProgress: bar
+      ? (p) => {
+          const mb = (n: number) => (n / 1048576).toFixed(1);
+          if (!barStarted) {
+            bar.start(Math.max(1, p.bytesTotal), 0, { mb: "0", totalMb: mb(p.bytesTotal), events: 0 });
+            barStarted = true;
+          }
+          bar.update(p.bytesRead, { mb: mb(p.bytesRead), totalMb: mb(p.bytesTotal), events: p.events });
+        }
+      : undefined,
+  });
+  bar?.stop();
+  for (const close of closers) await close();
+  stderr.write(formatSummary(summary, Boolean(detector)));
+  return 0;
+}
+
+export function formatSummary(s: ReplaySummary, detected: boolean): string {
+  const out: string[] = [];
+  const rate = s.seconds > 0 ? Math.round(s.eventsRead / s.seconds) : 0;
+  out.push("");
+  out.push(
+    `files ${s.files}  bytes ${s.bytes}  events read ${s.eventsRead}  matched ${s.matched}  malformed ${s.malformed}  (${s.seconds.toFixed(1)} s, ${rate} events/s)`,
+  );
+  if (s.firstEvent) out.push(`time span ${s.firstEvent} → ${s.lastEvent}`);
+  for (const m of s.malformedSamples.slice(0, 10)) out.push(`malformed ${m.file}:${m.line}: ${m.reason}`);
+  if (s.malformed > 10) out.push(`… and ${s.malformed - 10} more malformed records`);
+  if (detected) {
+    out.push("");
+    out.push(
+      `alerts ${s.alerts}  ${[...s.alertsBySeverity]
+        .sort((a, b) => b[0] - a[0])
+        .map(([sev, n]) => `${SEVERITY_NAMES[sev] ?? sev} ${n}`)
+        .join("  ")}`,
+    );
+    const rows = [...s.alertsByRule].sort((a, b) => b[1].count - a[1].count);
+    if (rows.length) {
+      const w = Math.max(4, ...rows.map(([id]) => id.length));
+      out.push(`${"RULE".padEnd(w)}  SEVERITY  COUNT  NAME`);
+      for (const [id, r] of rows)
+        out.push(
+          `${id.padEnd(w)}  ${(SEVERITY_NAMES[r.severity] ?? String(r.severity)).padEnd(8)}  ${String(r.count).padStart(5)}  ${r.name}`,
+        );
+    }
+  }
+  const principals = [...s.principals].sort((a, b) => b[1] - a[1]).slice(0, 5);
+  if (principals.length) {
+    out.push("");
+    out.push("top principals");
+    for (const [user, n] of principals) out.push(`  ${String(n).padStart(8)}  ${user}`);
+  }
+  return `${out.join("\n")}\n`;
+}

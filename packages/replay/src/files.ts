@@ -1,0 +1,66 @@
+import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from "node:fs";
+import { basename } from "node:path";
+import { createInterface } from "node:readline";
+import type { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
+import fg from "fast-glob";
+
+export interface InputFile {
+  path: string;
+  bytes: number;
+}
+
+/** `<name>-YYYY-MM-DDTHH-MM-SS.mmm.log[.gz]`: a rotated backup written by --audit-log-path. */
+const ROTATED = /^(.*)-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3})\.log(\.gz)?$/;
+
+/**
+ * Expands files, folders and globs into the files to read, in replay order: for each log, its rotated backups oldest
+ * first, then the live file; other files by name.
+ */
+export async function resolveInputs(inputs: string[]): Promise<InputFile[]> {
+  const found = new Set<string>();
+  for (const input of inputs) {
+    if (existsSync(input) && statSync(input).isDirectory()) {
+      for (const f of await fg("**/*", { cwd: input, absolute: true, onlyFiles: true, dot: false })) found.add(f);
+    } else if (existsSync(input)) found.add(input);
+    else {
+      const matches = await fg(input, { absolute: true, onlyFiles: true });
+      if (matches.length === 0) throw new Error(`no such file, folder or glob match: ${input}`);
+      for (const f of matches) found.add(f);
+    }
+  }
+  const sortKey = (path: string): string => {
+    const name = basename(path);
+    const rotated = ROTATED.exec(name);
+    // Backups sort by their timestamp before the live file of the same log ("~" sorts after digits).
+    if (rotated) return `${path.slice(0, path.length - name.length)}${rotated[1]}.log\u0000${rotated[2]}`;
+    const live = name.replace(/\.gz$/, "");
+    return `${path.slice(0, path.length - name.length)}${live}\u0000~`;
+  };
+  return [...found]
+    .sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0))
+    .map((path) => ({ path, bytes: statSync(path).size }));
+}
+
+/** The file's content as a stream, gunzipped when it is gzip (by magic number, not by name). */
+export function openInput(path: string, onBytes: (n: number) => void): Readable {
+  const raw = createReadStream(path);
+  raw.on("data", (chunk) => onBytes(chunk.length));
+  return isGzip(path) ? raw.pipe(createGunzip()) : raw;
+}
+
+function isGzip(path: string): boolean {
+  const fd = openSync(path, "r");
+  try {
+    const head = Buffer.alloc(2);
+    readSync(fd, head, 0, 2, 0);
+    return head[0] === 0x1f && head[1] === 0x8b;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Lines of any length, streamed. */
+export function lines(stream: Readable): AsyncIterable<string> {
+  return createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+}

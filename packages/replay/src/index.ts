@@ -1,0 +1,5 @@
+export { type InputFile, resolveInputs } from "./files.js";
+export { compileFilters, parseTime, type ReplayFilters } from "./filters.js";
+export { decodeRecord, fromGkeLogEntry, type SourceFormat } from "./formats.js";
+export { type MalformedRecord, type ReplayOptions, type ReplayProgress, type ReplaySummary, replay } from "./replay.js";
+export { KafkaSink, WebhookSink } from "./sinks.js";

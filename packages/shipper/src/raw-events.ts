@@ -1,0 +1,144 @@
+import { createHash } from "node:crypto";
+import type { Client } from "@elastic/elasticsearch";
+import { type AuditEvent, eventTime, trustedSourceIP } from "@k8s-audit/core";
+import { putDataStreamTemplate } from "./templates.js";
+
+export const EVENTS_DATASET = "k8s_audit.events";
+
+export function eventsDataStream(namespace: string): string {
+  return `logs-${EVENTS_DATASET}-${namespace}`;
+}
+
+const keyword = { type: "keyword" } as const;
+/** Bodies are kept in _source for investigators but never indexed field by field, nor larger than this. */
+const MAX_BODY_CHARS = 32 * 1024;
+
+/** Annotation keys with dots replaced by underscores, as Elastic's kubernetes.audit_logs layout does. */
+function annotationsForEs(annotations: Record<string, string> | null | undefined): Record<string, string> | undefined {
+  if (!annotations) return undefined;
+  return Object.fromEntries(Object.entries(annotations).map(([k, v]) => [k.replaceAll(".", "_"), v]));
+}
+
+function capBody(body: unknown): unknown {
+  if (body === undefined) return undefined;
+  const text = JSON.stringify(body);
+  return text.length <= MAX_BODY_CHARS ? body : { truncated: true, bytes: text.length };
+}
+
+/**
+ * A raw audit event as an ECS document in the field layout Elastic's Kubernetes rules query (`kubernetes.audit.*`
+ * camelCase), with @timestamp = event time. Its id is derived from cluster, auditID and stage, so re-sends are 409s.
+ */
+export function rawEventDocument(event: AuditEvent, ingested: string): { id: string; document: Record<string, unknown> } {
+  const cluster = event.cluster ?? "default";
+  const ip = trustedSourceIP(event);
+  const decision = event.annotations?.["authorization.k8s.io/decision"];
+  const code = event.responseStatus?.code;
+  const { requestObject, responseObject, annotations, cluster: _c, ...rest } = event;
+  const id = createHash("sha256").update(`${cluster}\u0000${event.auditID}\u0000${event.stage}`).digest("hex").slice(0, 32);
+  return {
+    id,
+    document: {
+      "@timestamp": eventTime(event),
+      message: `${event.user.username ?? "unknown"} ${event.verb} ${event.requestURI}`,
+      event: {
+        kind: "event",
+        category: ["api"],
+        action: event.verb,
+        outcome:
+          decision === "forbid" || (code !== undefined && code >= 400)
+            ? "failure"
+            : code === undefined && !decision
+              ? "unknown"
+              : "success",
+        dataset: EVENTS_DATASET,
+        ingested,
+      },
+      user: { name: event.user.username },
+      ...(ip ? { source: { ip } } : {}),
+      ...(event.userAgent ? { user_agent: { original: event.userAgent } } : {}),
+      orchestrator: {
+        type: "kubernetes",
+        cluster: { name: cluster },
+        namespace: event.objectRef?.namespace,
+        resource: { type: event.objectRef?.resource, name: event.objectRef?.name },
+      },
+      related: { user: [event.user.username, event.impersonatedUser?.username].filter(Boolean), ip: ip ? [ip] : [] },
+      kubernetes: {
+        audit: {
+          ...rest,
+          annotations: annotationsForEs(annotations),
+          requestObject: capBody(requestObject),
+          responseObject: capBody(responseObject),
+        },
+      },
+    },
+  };
+}
+
+/** Template for the raw events data streams: explicit core-type mappings for the fields rules and analysts query. */
+export const RAW_EVENT_MAPPINGS = {
+  dynamic: false,
+  properties: {
+    "@timestamp": { type: "date" },
+    message: { type: "text" },
+    event: {
+      properties: {
+        kind: keyword,
+        category: keyword,
+        action: keyword,
+        outcome: keyword,
+        dataset: keyword,
+        ingested: { type: "date" },
+      },
+    },
+    user: { properties: { name: keyword } },
+    source: { properties: { ip: { type: "ip" } } },
+    user_agent: { properties: { original: { type: "keyword", ignore_above: 1024 } } },
+    orchestrator: {
+      properties: {
+        type: keyword,
+        cluster: { properties: { name: keyword } },
+        namespace: keyword,
+        resource: { properties: { type: keyword, name: keyword } },
+      },
+    },
+    related: { properties: { user: keyword, ip: { type: "ip" } } },
+    kubernetes: {
+      properties: {
+        audit: {
+          properties: {
+            auditID: keyword,
+            verb: keyword,
+            stage: keyword,
+            level: keyword,
+            requestURI: { type: "keyword", ignore_above: 4096 },
+            user: { properties: { username: keyword, groups: keyword } },
+            impersonatedUser: { properties: { username: keyword, groups: keyword } },
+            sourceIPs: keyword,
+            userAgent: { type: "keyword", ignore_above: 1024 },
+            objectRef: {
+              properties: {
+                resource: keyword,
+                subresource: keyword,
+                namespace: keyword,
+                name: keyword,
+                apiGroup: keyword,
+                apiVersion: keyword,
+              },
+            },
+            responseStatus: { properties: { code: { type: "long" } } },
+            annotations: {
+              properties: { "authorization_k8s_io/decision": keyword, "authorization_k8s_io/reason": { type: "text" } },
+            },
+          },
+        },
+      },
+    },
+    data_stream: { properties: { type: keyword, dataset: keyword, namespace: keyword } },
+  },
+};
+
+export async function ensureRawEventTemplate(es: Client): Promise<void> {
+  await putDataStreamTemplate(es, "k8s-audit-events", `logs-${EVENTS_DATASET}-*`, RAW_EVENT_MAPPINGS);
+}
