@@ -146,13 +146,9 @@ describe("replay", () => {
       responseStatus: { code: 200 },
       cluster: "gke-prod",
     });
-    // the same detection runs on all three
-    expect(
-      alerts
-        .filter((a) => a.rule.id === "rbac.binding_to_cluster_admin")
-        .map((a) => a.kubernetes.audit.auditID[0])
-        .sort(),
-    ).toEqual(["aks-1", "evt-7", "gke-op-1"]);
+    // the same detection runs on all three (two of them by one user fold into a storm summary, which lists both)
+    const flagged = alerts.filter((a) => a.rule.id === "rbac.binding_to_cluster_admin").flatMap((a) => a.kubernetes.audit.auditID);
+    expect([...new Set(flagged)].sort()).toEqual(["aks-1", "evt-7", "gke-op-1"]);
   });
 
   it("applies every filter", async () => {
