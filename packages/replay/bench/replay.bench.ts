@@ -23,7 +23,7 @@ async function generate(): Promise<void> {
     bytes += line.length;
     if (!out.write(line)) await new Promise((r) => out.once("drain", r));
   }
-  await new Promise<void>((r) => out.end(r));
+  await new Promise<void>((r) => out.end(() => r()));
 }
 
 async function main() {
