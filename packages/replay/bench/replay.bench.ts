@@ -21,7 +21,7 @@ async function generate(): Promise<void> {
   for (let i = 0; bytes < TARGET_MB * 1024 * 1024; i++) {
     const line = `${JSON.stringify(syntheticAuditEvent(i))}\n`;
     bytes += line.length;
-    if (!out.write(line)) await new Promise((r) => out.once("drain", r));
+    if (!out.write(line)) await new Promise<void>((r) => out.once("drain", () => r()));
   }
   await new Promise<void>((r) => out.end(() => r()));
 }
