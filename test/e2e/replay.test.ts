@@ -1,13 +1,15 @@
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
 import { alertsDataStream, createElasticsearchClient, eventsDataStream } from "@k8s-audit/shipper";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
+import { startTestIngest } from "../support/ingest.js";
 import { quietLogger, readTopic, uniqueTopics } from "../support/kafka.js";
 
 const CLI = new URL("../../packages/cli/bin/k8s-audit.mjs", import.meta.url).pathname;
@@ -105,5 +107,26 @@ describe("replay on the real engines", () => {
     // deterministic ids: the second replay stored nothing new
     expect(afterFirst).toBeGreaterThanOrEqual(4);
     expect((await es.count({ index: alerts })).count).toBe(afterFirst);
+  });
+
+  it("forwards to a Kafka topic and to an ingest webhook as an apiserver would", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "replay-e2e-"));
+    writeFileSync(join(dir, "audit.log"), `${events.map((e) => JSON.stringify(e)).join("\n")}\n`);
+    const topic = `e2e-replay-${randomUUID().slice(0, 8)}`;
+    const env = { ...process.env, KAFKA_BROKERS: brokers, LOG_LEVEL: "warn" };
+    execFileSync(process.execPath, [CLI, "replay", dir, "--cluster", "prod-eu-1", "--to-kafka", topic, "--no-progress"], {
+      env,
+      stdio: "pipe",
+    });
+    const published = await readTopic(brokers, topic, events.length);
+    expect(published.map((m) => m.key).sort()).toEqual(events.map((e) => `prod-eu-1/${e.auditID}`).sort());
+    expect(published[0]?.headers?.["x-k8s-audit-source"]).toBe("replay");
+
+    const ingest = await startTestIngest(brokers);
+    cleanup.push(ingest.stop);
+    // Asynchronously: the ingest under test lives in this process and must keep answering.
+    await promisify(execFile)(process.execPath, [CLI, "replay", dir, "--to-webhook", `${ingest.url}/restored`, "--no-progress"], { env });
+    const received = await readTopic(brokers, ingest.topics.events, events.length);
+    expect(received.map((m) => m.key).sort()).toEqual(events.map((e) => `restored/${e.auditID}`).sort());
   });
 });
