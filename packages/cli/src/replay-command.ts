@@ -1,7 +1,7 @@
 import { createWriteStream } from "node:fs";
 import { type Alert, type AuditEvent, type Config, createBus, type Logger } from "@k8s-audit/core";
 import { Detector, loadRules, loadSigmaRules, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
-import { KafkaSink, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
+import { KafkaSink, type ReplayFilters, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
 import {
   alertsDataStream,
   type BulkDocument,
@@ -15,14 +15,7 @@ import {
 import { SingleBar } from "cli-progress";
 import { formatAlertLine } from "./alert-output.js";
 
-export interface ReplayFlags {
-  from?: string;
-  to?: string;
-  user?: string;
-  namespace?: string;
-  cluster?: string;
-  verb?: string;
-  resource?: string;
+export interface ReplayFlags extends ReplayFilters {
   toKafka?: boolean | string;
   toWebhook?: string;
   token?: string;

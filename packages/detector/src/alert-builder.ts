@@ -1,4 +1,4 @@
-import { type Alert, type AuditEvent, alertId, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
+import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
 import type { CompiledRule } from "./loader.js";
 import { TACTICS, tacticReference, techniqueReference } from "./mitre.js";
 
@@ -17,13 +17,11 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
   const def = rule.definition;
   const cluster = event.cluster ?? "default";
   const user = event.user.username;
-  const ip = trustedSourceIP(event);
   const code = event.responseStatus?.code;
   const decision = event.annotations?.["authorization.k8s.io/decision"];
   const failed = (code !== undefined && code >= 400) || decision === "forbid";
   const impersonated = event.impersonatedUser?.username;
   const actor = impersonated ? `${user ?? "unknown"} (as ${impersonated})` : (user ?? "unknown");
-  const relatedUsers = [user, impersonated].filter((u): u is string => Boolean(u));
   const id = alertId(def.id, cluster, event.auditID);
 
   return {
@@ -65,16 +63,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
       },
     },
     ...(user || event.user.uid ? { user: { name: user, id: event.user.uid, roles: event.user.groups ?? undefined } } : {}),
-    ...(ip ? { source: { ip } } : {}),
-    ...(event.userAgent ? { user_agent: { original: event.userAgent } } : {}),
-    orchestrator: {
-      type: "kubernetes",
-      cluster: { name: cluster },
-      namespace: event.objectRef?.namespace,
-      resource: { type: event.objectRef?.resource, name: event.objectRef?.name },
-      api_version: event.objectRef?.apiVersion,
-    },
-    related: { user: relatedUsers, ip: ip ? [ip] : [] },
+    ...ecsEntities(event),
     kubernetes: {
       audit: {
         auditID: [event.auditID],

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Client } from "@elastic/elasticsearch";
-import { type AuditEvent, eventTime, trustedSourceIP } from "@k8s-audit/core";
-import { putDataStreamTemplate } from "./templates.js";
+import { type AuditEvent, ecsEntities, eventTime } from "@k8s-audit/core";
+import { ECS_ENTITY_MAPPINGS, putDataStreamTemplate } from "./templates.js";
 
 export const EVENTS_DATASET = "k8s_audit.events";
 
@@ -31,7 +31,6 @@ function capBody(body: unknown): unknown {
  */
 export function rawEventDocument(event: AuditEvent, ingested: string): { id: string; document: Record<string, unknown> } {
   const cluster = event.cluster ?? "default";
-  const ip = trustedSourceIP(event);
   const decision = event.annotations?.["authorization.k8s.io/decision"];
   const code = event.responseStatus?.code;
   const { requestObject, responseObject, annotations, cluster: _c, ...rest } = event;
@@ -55,15 +54,7 @@ export function rawEventDocument(event: AuditEvent, ingested: string): { id: str
         ingested,
       },
       user: { name: event.user.username },
-      ...(ip ? { source: { ip } } : {}),
-      ...(event.userAgent ? { user_agent: { original: event.userAgent } } : {}),
-      orchestrator: {
-        type: "kubernetes",
-        cluster: { name: cluster },
-        namespace: event.objectRef?.namespace,
-        resource: { type: event.objectRef?.resource, name: event.objectRef?.name },
-      },
-      related: { user: [event.user.username, event.impersonatedUser?.username].filter(Boolean), ip: ip ? [ip] : [] },
+      ...ecsEntities(event),
       kubernetes: {
         audit: {
           ...rest,
@@ -93,17 +84,7 @@ export const RAW_EVENT_MAPPINGS = {
       },
     },
     user: { properties: { name: keyword } },
-    source: { properties: { ip: { type: "ip" } } },
-    user_agent: { properties: { original: { type: "keyword", ignore_above: 1024 } } },
-    orchestrator: {
-      properties: {
-        type: keyword,
-        cluster: { properties: { name: keyword } },
-        namespace: keyword,
-        resource: { properties: { type: keyword, name: keyword } },
-      },
-    },
-    related: { properties: { user: keyword, ip: { type: "ip" } } },
+    ...ECS_ENTITY_MAPPINGS,
     kubernetes: {
       properties: {
         audit: {

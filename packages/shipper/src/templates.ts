@@ -10,6 +10,22 @@ const keyword = { type: "keyword" } as const;
 const text = { type: "text" } as const;
 const date = { type: "date" } as const;
 
+/** Mappings of the ECS entity fields alerts and raw events share (see ecsEntities in the core package). */
+export const ECS_ENTITY_MAPPINGS = {
+  source: { properties: { ip: { type: "ip" } } },
+  user_agent: { properties: { original: { type: "keyword", ignore_above: 1024 } } },
+  orchestrator: {
+    properties: {
+      type: keyword,
+      cluster: { properties: { name: keyword } },
+      namespace: keyword,
+      resource: { properties: { type: keyword, name: keyword } },
+      api_version: keyword,
+    },
+  },
+  related: { properties: { user: keyword, ip: { type: "ip" } } },
+} as const;
+
 /**
  * Explicit mappings for every alert field analysts and rules query; core field types only, so the same template works
  * on the minimal test distribution and on a full cluster. `dynamic: false` keeps unexpected fields in _source only.
@@ -58,18 +74,7 @@ export const ALERT_MAPPINGS = {
       },
     },
     user: { properties: { name: keyword, id: keyword, roles: keyword } },
-    source: { properties: { ip: { type: "ip" } } },
-    user_agent: { properties: { original: { type: "keyword", ignore_above: 1024 } } },
-    orchestrator: {
-      properties: {
-        type: keyword,
-        cluster: { properties: { name: keyword } },
-        namespace: keyword,
-        resource: { properties: { type: keyword, name: keyword } },
-        api_version: keyword,
-      },
-    },
-    related: { properties: { user: keyword, ip: { type: "ip" } } },
+    ...ECS_ENTITY_MAPPINGS,
     kubernetes: {
       properties: {
         audit: {

@@ -56,7 +56,10 @@ export class KafkaBus implements Bus {
         () =>
         ({ level, log: entry }) => {
           const { message, ...rest } = entry;
-          log[LEVELS[level] ?? "info"](rest, message);
+          // Retries are limited on purpose (a webhook request must be answered in seconds, the spool covers longer
+          // outages), so kafkajs's warning about it is expected, not news.
+          const expected = message.startsWith("Limiting retries for the idempotent producer");
+          log[expected ? "debug" : (LEVELS[level] ?? "info")](rest, message);
         },
     });
   }
