@@ -3,6 +3,8 @@ import { auditEvent, eventList } from "./events.js";
 export interface BatchOutcome {
   auditIDs: string[];
   status: number | "error";
+  /** When the answer came (ms since the epoch). */
+  at: number;
   retryAfter?: string;
   storedIn?: string;
 }
@@ -30,9 +32,15 @@ export async function postLoad(
           signal: AbortSignal.timeout(30_000),
         });
         const body = (await res.json().catch(() => ({}))) as { storedIn?: string };
-        outcomes.push({ auditIDs, status: res.status, retryAfter: res.headers.get("retry-after") ?? undefined, storedIn: body.storedIn });
+        outcomes.push({
+          auditIDs,
+          status: res.status,
+          at: Date.now(),
+          retryAfter: res.headers.get("retry-after") ?? undefined,
+          storedIn: body.storedIn,
+        });
       } catch {
-        outcomes.push({ auditIDs, status: "error" });
+        outcomes.push({ auditIDs, status: "error", at: Date.now() });
       }
       if (options.pauseMs) await new Promise((r) => setTimeout(r, options.pauseMs));
     }
