@@ -43,7 +43,17 @@ export async function startPipeline(options: {
         if (!stages.detect) throw new Error("k8s-audit ship needs ELASTICSEARCH_URL");
       } else {
         const es = createElasticsearchClient(config.ELASTICSEARCH_URL, config.ELASTICSEARCH_API_KEY);
-        subscriptions.push(await startShipperService({ bus, topics, es, logger, namespace: config.K8S_AUDIT_ES_NAMESPACE }));
+        subscriptions.push(
+          await startShipperService({
+            bus,
+            topics,
+            es,
+            logger,
+            namespace: config.K8S_AUDIT_ES_NAMESPACE,
+            shipEvents: config.K8S_AUDIT_SHIP_EVENTS,
+            maxBulkBytes: config.K8S_AUDIT_BULK_MAX_BYTES,
+          }),
+        );
         logger.info({ elasticsearch: config.ELASTICSEARCH_URL }, "shipper running");
       }
     }

@@ -74,6 +74,12 @@ export const ConfigSchema = z.object({
   ELASTICSEARCH_URL: Url.optional(),
   ELASTICSEARCH_API_KEY: z.string().optional(),
   KIBANA_URL: Url.optional(),
+  K8S_AUDIT_SHIP_EVENTS: Bool.default(false),
+  K8S_AUDIT_BULK_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(5 * 1024 * 1024),
   K8S_AUDIT_ES_NAMESPACE: NamespaceName.default("default"),
   K8S_AUDIT_ALERTS_FILE: z.string().default("k8s-audit-alerts.ndjson"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),

@@ -67,6 +67,88 @@ export function rawEventDocument(event: AuditEvent, ingested: string): { id: str
   };
 }
 
+const bool = { type: "boolean" } as const;
+const securityContext = {
+  properties: {
+    privileged: bool,
+    allowPrivilegeEscalation: bool,
+    runAsUser: { type: "long" },
+    capabilities: { properties: { add: keyword, drop: keyword } },
+  },
+};
+const containers = { properties: { name: keyword, image: keyword, securityContext } };
+const podSpec = {
+  hostNetwork: bool,
+  hostPID: bool,
+  hostIPC: bool,
+  serviceAccountName: keyword,
+  containers,
+  initContainers: containers,
+  ephemeralContainers: containers,
+  volumes: { properties: { hostPath: { properties: { path: keyword } } } },
+};
+
+/**
+ * The request body fields Elastic's prebuilt Kubernetes rules (and ours) query, mapped with their real types; the rest of
+ * the body stays in _source only. Pods, workload templates, Services, RBAC objects.
+ */
+const REQUEST_OBJECT_MAPPINGS = {
+  kind: keyword,
+  type: keyword,
+  spec: {
+    properties: {
+      ...podSpec,
+      type: keyword,
+      externalIPs: keyword,
+      template: { properties: { spec: { properties: podSpec } } },
+      jobTemplate: { properties: { spec: { properties: { template: { properties: { spec: { properties: podSpec } } } } } } },
+    },
+  },
+  roleRef: { properties: { kind: keyword, name: keyword } },
+  subjects: { properties: { kind: keyword, name: keyword, namespace: keyword } },
+  rules: { properties: { apiGroups: keyword, resources: keyword, verbs: keyword } },
+};
+
+/**
+ * Fields queried by Elastic's prebuilt Kubernetes detection rules (kubernetes.audit_logs layout); the raw event
+ * template maps every one of them and the tests check they are present and searchable.
+ */
+export const ELASTIC_RULE_FIELDS = [
+  "event.action",
+  "event.outcome",
+  "user.name",
+  "source.ip",
+  "user_agent.original",
+  "orchestrator.cluster.name",
+  "orchestrator.namespace",
+  "orchestrator.resource.type",
+  "kubernetes.audit.verb",
+  "kubernetes.audit.stage",
+  "kubernetes.audit.user.username",
+  "kubernetes.audit.user.groups",
+  "kubernetes.audit.impersonatedUser.username",
+  "kubernetes.audit.userAgent",
+  "kubernetes.audit.sourceIPs",
+  "kubernetes.audit.objectRef.resource",
+  "kubernetes.audit.objectRef.subresource",
+  "kubernetes.audit.objectRef.namespace",
+  "kubernetes.audit.objectRef.name",
+  "kubernetes.audit.objectRef.apiGroup",
+  "kubernetes.audit.responseStatus.code",
+  "kubernetes.audit.annotations.authorization_k8s_io/decision",
+  "kubernetes.audit.requestObject.spec.containers.securityContext.privileged",
+  "kubernetes.audit.requestObject.spec.containers.securityContext.capabilities.add",
+  "kubernetes.audit.requestObject.spec.containers.securityContext.allowPrivilegeEscalation",
+  "kubernetes.audit.requestObject.spec.containers.image",
+  "kubernetes.audit.requestObject.spec.hostNetwork",
+  "kubernetes.audit.requestObject.spec.hostPID",
+  "kubernetes.audit.requestObject.spec.hostIPC",
+  "kubernetes.audit.requestObject.spec.volumes.hostPath.path",
+  "kubernetes.audit.requestObject.spec.type",
+  "kubernetes.audit.requestObject.roleRef.name",
+  "kubernetes.audit.requestObject.rules.verbs",
+] as const;
+
 /** Template for the raw events data streams: explicit core-type mappings for the fields rules and analysts query. */
 export const RAW_EVENT_MAPPINGS = {
   dynamic: false,
@@ -109,6 +191,7 @@ export const RAW_EVENT_MAPPINGS = {
               },
             },
             responseStatus: { properties: { code: { type: "long" } } },
+            requestObject: { properties: REQUEST_OBJECT_MAPPINGS },
             annotations: {
               properties: { "authorization_k8s_io/decision": keyword, "authorization_k8s_io/reason": { type: "text" } },
             },

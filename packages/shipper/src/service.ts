@@ -1,55 +1,124 @@
 import type { Client } from "@elastic/elasticsearch";
-import { AlertSchema, type Bus, type BusMessage, type Logger, type Subscription, type Topics } from "@k8s-audit/core";
+import {
+  AlertSchema,
+  type Bus,
+  type BusMessage,
+  type ConsumedMessage,
+  type Logger,
+  looksLikeAuditEvent,
+  type Subscription,
+  type Topics,
+} from "@k8s-audit/core";
 import { type BulkDocument, bulkCreate } from "./bulk.js";
-import { alertsDataStream, ensureAlertTemplate } from "./templates.js";
+import { ensureRawEventTemplate, eventsDataStream, rawEventDocument } from "./raw-events.js";
+import { ALERTS_DATASET, alertsDataStream, ensureAlertTemplate } from "./templates.js";
 
 export interface ShipperServiceOptions {
   bus: Bus;
   topics: Topics;
   es: Client;
   logger: Logger;
-  /** Data stream namespace: logs-k8s_audit.alert-<namespace>. */
+  /** Data stream namespace: logs-k8s_audit.alert-<namespace> (and logs-k8s_audit.events-<namespace>). */
   namespace: string;
   groupId?: string;
+  /** Also index the raw audit events from the events topic. */
+  shipEvents?: boolean;
+  /** Largest _bulk request body; a consumed batch is split into requests of at most this size. */
+  maxBulkBytes?: number;
+  /** Attempts for a whole _bulk request (connection loss, 5xx, 429) before the batch is handed back for redelivery. */
+  maxAttempts?: number;
 }
 
+type Converted = { doc: BulkDocument } | { error: string };
+
 /**
- * The shipper stage: alerts topic → Elasticsearch. Offsets are committed only after the batch is stored (or its refused
- * items are on the dead-letter topic); a redelivered batch is harmless thanks to create + deterministic ids.
+ * The shipper stage: alerts (and, if asked, raw events) → Elasticsearch. Offsets are committed only after the batch is
+ * stored or its refused items are on the dead-letter topic; a redelivered batch is harmless (create + deterministic ids:
+ * 409 counts as stored).
  */
 export async function startShipperService(options: ShipperServiceOptions): Promise<Subscription> {
-  const { bus, topics, es, logger } = options;
+  const { bus, topics, es, namespace } = options;
   await ensureAlertTemplate(es);
-  await bus.ensureTopics([topics.alerts, topics.deadLetter]);
-  const index = alertsDataStream(options.namespace);
+  if (options.shipEvents) await ensureRawEventTemplate(es);
+  await bus.ensureTopics([topics.alerts, topics.deadLetter, ...(options.shipEvents ? [topics.events] : [])]);
+
+  const alertIndex = alertsDataStream(namespace);
+  const subscriptions = [
+    await shipTopic(options, topics.alerts, `${options.groupId ?? "k8s-audit-shipper"}`, "alerts", (message, ingested) => {
+      const alert = AlertSchema.safeParse(safeJson(message.value));
+      if (!alert.success) return { error: `invalid alert: ${alert.error.issues[0]?.path.join(".")}: ${alert.error.issues[0]?.message}` };
+      return {
+        doc: {
+          id: alert.data.event.id,
+          index: alertIndex,
+          document: {
+            ...alert.data,
+            event: { ...alert.data.event, ingested },
+            data_stream: { type: "logs", dataset: ALERTS_DATASET, namespace },
+          },
+        },
+      };
+    }),
+  ];
+  if (options.shipEvents) {
+    const eventIndex = eventsDataStream(namespace);
+    subscriptions.push(
+      await shipTopic(options, topics.events, `${options.groupId ?? "k8s-audit-shipper"}-events`, "events", (message, ingested) => {
+        const event = safeJson(message.value);
+        if (!looksLikeAuditEvent(event)) return { error: "not an audit event" };
+        const { id, document } = rawEventDocument(event, ingested);
+        return {
+          doc: { id, index: eventIndex, document: { ...document, data_stream: { type: "logs", dataset: "k8s_audit.events", namespace } } },
+        };
+      }),
+    );
+  }
+  return { stop: async () => void (await Promise.all(subscriptions.map((s) => s.stop()))) };
+}
+
+async function shipTopic(
+  options: ShipperServiceOptions,
+  topic: string,
+  groupId: string,
+  what: string,
+  convert: (message: ConsumedMessage, ingested: string) => Converted,
+): Promise<Subscription> {
+  const { bus, topics, es, logger } = options;
+  const maxBytes = options.maxBulkBytes ?? 5 * 1024 * 1024;
   return bus.consume({
-    topic: topics.alerts,
-    groupId: options.groupId ?? "k8s-audit-shipper",
+    topic,
+    groupId,
     eachBatch: async (messages) => {
-      const docs: BulkDocument[] = [];
-      const deadLetters: BusMessage[] = [];
       const ingested = new Date().toISOString();
+      const deadLetters: BusMessage[] = [];
+      let chunk: BulkDocument[] = [];
+      let chunkBytes = 0;
+      let stored = 0;
+      const flush = async () => {
+        if (chunk.length === 0) return;
+        const outcome = await bulkCreate(es, chunk, { maxAttempts: options.maxAttempts ?? 30, maxBackoffMs: 5000 });
+        stored += outcome.stored;
+        for (const r of outcome.rejected) {
+          deadLetters.push(deadLetter(JSON.stringify(r.doc.document), `shipper: elasticsearch refused (${r.status}) ${r.reason}`));
+        }
+        chunk = [];
+        chunkBytes = 0;
+      };
       for (const message of messages) {
-        const alert = AlertSchema.safeParse(safeJson(message.value));
-        if (!alert.success) {
-          deadLetters.push(deadLetter(message.value, `shipper: invalid alert: ${alert.error.issues[0]?.message}`));
+        const converted = convert(message, ingested);
+        if ("error" in converted) {
+          deadLetters.push(deadLetter(message.value, `shipper: ${converted.error}`));
           continue;
         }
-        const document = {
-          ...alert.data,
-          event: { ...alert.data.event, ingested },
-          data_stream: { type: "logs", dataset: "k8s_audit.alert", namespace: options.namespace },
-        };
-        docs.push({ id: alert.data.event.id, index, document });
+        chunk.push(converted.doc);
+        // The message size is a close enough estimate of the document's: no second serialisation on the hot path.
+        chunkBytes += message.value.length + 200;
+        if (chunkBytes >= maxBytes) await flush();
       }
-      const outcome = docs.length > 0 ? await bulkCreate(es, docs) : { stored: 0, rejected: [] };
-      for (const r of outcome.rejected) {
-        deadLetters.push(deadLetter(JSON.stringify(r.doc.document), `shipper: elasticsearch refused (${r.status}) ${r.reason}`));
-      }
+      await flush();
       await bus.publish(topics.deadLetter, deadLetters);
-      if (outcome.rejected.length > 0)
-        logger.warn({ refused: outcome.rejected.length }, "alerts refused by Elasticsearch; sent to dead letters");
-      logger.debug({ stored: outcome.stored }, "alerts stored");
+      if (deadLetters.length > 0) logger.warn({ refused: deadLetters.length, what }, "documents refused; sent to the dead-letter topic");
+      logger.debug({ stored, what }, "documents stored");
     },
   });
 }
