@@ -1,5 +1,12 @@
 export { type BulkDocument, type BulkOutcome, bulkCreate } from "./bulk.js";
 export { createElasticsearchClient } from "./client.js";
-export { ELASTIC_RULE_FIELDS, EVENTS_DATASET, ensureRawEventTemplate, eventsDataStream, RAW_EVENT_MAPPINGS, rawEventDocument } from "./raw-events.js";
+export {
+  ELASTIC_RULE_FIELDS,
+  EVENTS_DATASET,
+  ensureRawEventTemplate,
+  eventsDataStream,
+  RAW_EVENT_MAPPINGS,
+  rawEventDocument,
+} from "./raw-events.js";
 export { type ShipperServiceOptions, startShipperService } from "./service.js";
 export { ALERT_MAPPINGS, ALERTS_DATASET, alertsDataStream, ensureAlertTemplate, putDataStreamTemplate } from "./templates.js";
