@@ -1,5 +1,5 @@
 import { type Config, createBus, type Logger, topicsOf } from "@k8s-audit/core";
-import { alertsDataStream, createElasticsearchClient, ensureAlertTemplate } from "@k8s-audit/shipper";
+import { createElasticsearchClient, setupElasticsearch, setupKibana } from "@k8s-audit/shipper";
 
 /** Idempotent preparation of the external stores; returns one line per thing done, for the operator. */
 export async function setup(config: Config, logger: Logger): Promise<string[]> {
@@ -17,11 +17,12 @@ export async function setup(config: Config, logger: Logger): Promise<string[]> {
   if (config.ELASTICSEARCH_URL) {
     const es = createElasticsearchClient(config.ELASTICSEARCH_URL, config.ELASTICSEARCH_API_KEY);
     try {
-      await ensureAlertTemplate(es);
+      done.push(...(await setupElasticsearch(es, { retentionDays: config.K8S_AUDIT_RETENTION_DAYS })));
     } finally {
       await es.close();
     }
-    done.push(`elasticsearch: index template installed for ${alertsDataStream(config.K8S_AUDIT_ES_NAMESPACE)}`);
   } else done.push("elasticsearch: ELASTICSEARCH_URL not set; skipped");
+  if (config.KIBANA_URL) done.push(...(await setupKibana(config.KIBANA_URL, { apiKey: config.KIBANA_API_KEY })));
+  else done.push("kibana: KIBANA_URL not set; skipped (import packages/shipper/kibana/k8s-audit.ndjson by hand, or set it)");
   return done;
 }

@@ -74,6 +74,8 @@ export const ConfigSchema = z.object({
   ELASTICSEARCH_URL: Url.optional(),
   ELASTICSEARCH_API_KEY: z.string().optional(),
   KIBANA_URL: Url.optional(),
+  KIBANA_API_KEY: z.string().optional(),
+  K8S_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).default(30),
   K8S_AUDIT_SHIP_EVENTS: Bool.default(false),
   K8S_AUDIT_BULK_MAX_BYTES: z.coerce
     .number()

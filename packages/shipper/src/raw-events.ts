@@ -203,6 +203,8 @@ export const RAW_EVENT_MAPPINGS = {
   },
 };
 
+/** Makes sure the raw events template exists (see ensureAlertTemplate: setup owns updates). */
 export async function ensureRawEventTemplate(es: Client): Promise<void> {
+  if (await es.indices.existsIndexTemplate({ name: "k8s-audit-events" })) return;
   await putDataStreamTemplate(es, "k8s-audit-events", `logs-${EVENTS_DATASET}-*`, RAW_EVENT_MAPPINGS);
 }

@@ -98,14 +98,21 @@ export const ALERT_MAPPINGS = {
  * Installs (or updates) a data stream index template; idempotent. Priority above Elastic's built-in logs-*-* (100), so
  * our explicit mappings win on a full cluster too.
  */
-export async function putDataStreamTemplate(es: Client, name: string, pattern: string, mappings: object): Promise<void> {
+export async function putDataStreamTemplate(
+  es: Client,
+  name: string,
+  pattern: string,
+  mappings: object,
+  extra: { settings?: Record<string, unknown>; lifecycle?: { data_retention: string } } = {},
+): Promise<void> {
   await es.indices.putIndexTemplate({
     name,
     index_patterns: [pattern],
     data_stream: {},
     priority: 200,
     template: {
-      settings: { number_of_shards: 1 },
+      settings: { number_of_shards: 1, ...extra.settings },
+      ...(extra.lifecycle ? { lifecycle: extra.lifecycle } : {}),
       // biome-ignore lint/suspicious/noExplicitAny: the client's mapping type is stricter than the JSON it accepts.
       mappings: mappings as any,
     },
@@ -113,7 +120,11 @@ export async function putDataStreamTemplate(es: Client, name: string, pattern: s
   });
 }
 
-/** Installs (or updates) the alert index template; idempotent. */
+/**
+ * Makes sure the alert template exists, installing it when missing. It does not overwrite one `k8s-audit setup`
+ * installed (which may carry a lifecycle); setup owns updates.
+ */
 export async function ensureAlertTemplate(es: Client): Promise<void> {
+  if (await es.indices.existsIndexTemplate({ name: "k8s-audit-alerts" })) return;
   await putDataStreamTemplate(es, "k8s-audit-alerts", `logs-${ALERTS_DATASET}-*`, ALERT_MAPPINGS);
 }
