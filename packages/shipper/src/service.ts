@@ -88,6 +88,9 @@ async function shipTopic(
   return bus.consume({
     topic,
     groupId,
+    // Partitions in parallel and batches of several MB: bulk requests overlap and are large, as helpers.bulk's are.
+    partitionsConcurrently: 3,
+    maxBytesPerPartition: 10 * 1024 * 1024,
     eachBatch: async (messages) => {
       const ingested = new Date().toISOString();
       const deadLetters: BusMessage[] = [];

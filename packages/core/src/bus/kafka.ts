@@ -34,6 +34,29 @@ interface QueuedPublish {
 /** Soft cap on one produce request's payload when publishes are grouped. */
 const MAX_REQUEST_BYTES = 512 * 1024;
 
+/** Groups the publishes' messages by topic into requests of at most `maxBytes` (a single larger message goes alone). */
+function chunkByBytes(group: QueuedPublish[], maxBytes: number): Map<string, BusMessage[]>[] {
+  const chunks: Map<string, BusMessage[]>[] = [];
+  let current = new Map<string, BusMessage[]>();
+  let bytes = 0;
+  for (const item of group) {
+    for (const message of item.messages) {
+      const size = message.value.length + (message.key?.length ?? 0);
+      if (bytes > 0 && bytes + size > maxBytes) {
+        chunks.push(current);
+        current = new Map();
+        bytes = 0;
+      }
+      const list = current.get(item.topic);
+      if (list) list.push(message);
+      else current.set(item.topic, [message]);
+      bytes += size;
+    }
+  }
+  if (bytes > 0) chunks.push(current);
+  return chunks;
+}
+
 export class KafkaBus implements Bus {
   readonly kind = "kafka" as const;
   private readonly kafka: Kafka;
@@ -135,15 +158,12 @@ export class KafkaBus implements Bus {
           take++;
         }
         const group = this.queued.splice(0, take);
-        const byTopic = new Map<string, BusMessage[]>();
-        for (const item of group) {
-          const list = byTopic.get(item.topic);
-          if (list) list.push(...item.messages);
-          else byTopic.set(item.topic, [...item.messages]);
-        }
         try {
           const producer = await this.getProducer();
-          await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, msgs]) => ({ topic, messages: msgs })) });
+          // One large publish is split too, in order: each request stays under the budget.
+          for (const chunk of chunkByBytes(group, MAX_REQUEST_BYTES)) {
+            await producer.sendBatch({ acks: -1, topicMessages: [...chunk].map(([topic, messages]) => ({ topic, messages })) });
+          }
           for (const item of group) item.resolve();
         } catch (err) {
           for (const item of group) item.reject(err);
@@ -154,12 +174,34 @@ export class KafkaBus implements Bus {
     }
   }
 
-  async consume({ topic, groupId, fromBeginning = true, eachBatch }: ConsumeOptions): Promise<Subscription> {
-    const consumer = this.kafka.consumer({ groupId, maxWaitTimeInMs: 100, sessionTimeout: 30000, heartbeatInterval: 3000 });
+  async consume({
+    topic,
+    groupId,
+    fromBeginning = true,
+    eachBatch,
+    partitionsConcurrently,
+    maxBytesPerPartition,
+  }: ConsumeOptions): Promise<Subscription> {
+    const consumer = this.kafka.consumer({
+      groupId,
+      maxWaitTimeInMs: 100,
+      sessionTimeout: 30000,
+      heartbeatInterval: 3000,
+      // Asking for large batches also means waiting a little for them to fill (minBytes), rather than fetching dribbles.
+      ...(maxBytesPerPartition
+        ? {
+            maxBytesPerPartition,
+            maxBytes: maxBytesPerPartition * 4,
+            minBytes: Math.min(maxBytesPerPartition, 1024 * 1024),
+            maxWaitTimeInMs: 250,
+          }
+        : {}),
+    });
     this.consumers.add(consumer);
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning });
     await consumer.run({
+      partitionsConsumedConcurrently: partitionsConcurrently ?? 1,
       // Offsets are resolved only after eachBatch resolves, so a crash mid-batch redelivers it (at-least-once).
       eachBatchAutoResolve: true,
       autoCommit: true,

@@ -21,6 +21,10 @@ export interface ConsumeOptions {
   topic: string;
   groupId: string;
   fromBeginning?: boolean;
+  /** Partitions processed at once (each in order); more overlaps downstream round trips. Default 1. */
+  partitionsConcurrently?: number;
+  /** Bytes fetched per partition per batch; larger batches mean fewer, larger downstream requests. */
+  maxBytesPerPartition?: number;
   /** Called with each batch in order; offsets are committed only after it resolves. */
   eachBatch: (messages: ConsumedMessage[]) => Promise<void>;
 }
