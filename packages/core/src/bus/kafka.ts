@@ -108,6 +108,13 @@ export class KafkaBus implements Bus {
     return this.producerReady;
   }
 
+  private resetProducer(): void {
+    const old = this.producer;
+    this.producer = undefined;
+    this.producerReady = undefined;
+    old?.disconnect().catch(() => {});
+  }
+
   async ensureTopics(topics: string[]): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
@@ -167,6 +174,10 @@ export class KafkaBus implements Bus {
           for (const item of group) item.resolve();
         } catch (err) {
           for (const item of group) item.reject(err);
+          // kafkajs's idempotent producer advances its sequence numbers even for a send that failed, after which the
+          // broker refuses every later send as out of order. A fresh producer (new producer id) starts clean; the
+          // failed messages are the caller's to retry (the ingest answers 503 or spools them).
+          this.resetProducer();
         }
       }
     } finally {
