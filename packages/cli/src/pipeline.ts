@@ -1,5 +1,5 @@
 import { type Alert, type Config, createBus, type Logger, parseListen, type Subscription, topicsOf } from "@k8s-audit/core";
-import { Detector, loadRules, loadSigmaRules, SHIPPED_RULES_DIR, startDetectorService } from "@k8s-audit/detector";
+import { Detector, loadRulePack, loadSigmaRules, SHIPPED_RULES_DIR, startDetectorService } from "@k8s-audit/detector";
 import { createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
@@ -60,7 +60,8 @@ export async function startPipeline(options: {
     if (stages.detect) {
       const dirs = [SHIPPED_RULES_DIR, ...(config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [])];
       const sigma = config.K8S_AUDIT_SIGMA_DIR ? loadSigmaRules([config.K8S_AUDIT_SIGMA_DIR]) : [];
-      const detector = new Detector([...loadRules(dirs), ...sigma]);
+      const pack = loadRulePack(dirs);
+      const detector = new Detector([...pack.rules, ...sigma], { windowRules: pack.windowRules });
       subscriptions.push(await startDetectorService({ bus, topics, detector, logger, onAlerts: options.onAlerts }));
       logger.info({ rules: detector.rules.length }, "detector running");
     }

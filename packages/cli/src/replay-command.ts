@@ -1,6 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { type Alert, type AuditEvent, type Config, createBus, type Logger } from "@k8s-audit/core";
-import { Detector, loadRules, loadSigmaRules, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
+import { Detector, loadRulePack, loadSigmaRules, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
 import { KafkaSink, type ReplayFilters, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
 import {
   alertsDataStream,
@@ -69,7 +69,8 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
   if (!forwarding) {
     const dirs = [SHIPPED_RULES_DIR, ...(config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [])];
     const sigma = config.K8S_AUDIT_SIGMA_DIR ? loadSigmaRules([config.K8S_AUDIT_SIGMA_DIR]) : [];
-    detector = new Detector([...loadRules(dirs), ...sigma]);
+    const pack = loadRulePack(dirs);
+    detector = new Detector([...pack.rules, ...sigma], { windowRules: pack.windowRules });
   }
 
   if (flags.toKafka) {

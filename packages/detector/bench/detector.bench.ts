@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { type AuditEvent, createLogger, KafkaBus, syntheticAuditEvent } from "@k8s-audit/core";
 import { KAFKA_BROKERS, startKafka } from "@k8s-audit/engines";
-import { Detector, loadRules, startDetectorService } from "../src/index.js";
+import { Detector, loadRulePack, startDetectorService } from "../src/index.js";
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 200_000);
 const logger = createLogger({ level: "warn" });
@@ -47,8 +47,10 @@ async function main() {
       chunk.map((e) => ({ key: `bench/${e.auditID}`, value: JSON.stringify(e) })),
     );
   }
-  const rules = loadRules();
-  console.log(`detector bench: ${EVENTS} events on ${topics.events} (3 partitions), ${rules.length} rules, Kafka ${brokers}`);
+  const { rules, windowRules } = loadRulePack();
+  console.log(
+    `detector bench: ${EVENTS} events on ${topics.events} (3 partitions), ${rules.length} rules + ${windowRules.length} windowed rules, Kafka ${brokers}`,
+  );
 
   // Baseline: consume and JSON.parse, nothing else.
   let parsed = 0;
@@ -65,7 +67,7 @@ async function main() {
   await bare.stop();
 
   // The detector stage: parse, validate, evaluate every rule, publish alerts, commit.
-  const detector = new CountingDetector(rules);
+  const detector = new CountingDetector(rules, { windowRules });
   let alerts = 0;
   t0 = performance.now();
   const stage = await startDetectorService({

@@ -2,13 +2,18 @@ import { type Alert, type AuditEvent, eventTime } from "@k8s-audit/core";
 import { buildAlert } from "./alert-builder.js";
 import type { CompiledRule } from "./loader.js";
 import { StormAggregator } from "./storm.js";
+import { type CompiledWindowRule, WindowEngine } from "./windows/engine.js";
 
 export interface DetectorOptions {
   /** (rule, request) pairs remembered to keep one alert per request across its stages. */
   recentRequests?: number;
   /** Window in which repeats of an alert for one principal fold into one summary; 0 turns folding off. */
   stormWindowMs?: number;
+  /** Windowed rules (floods, bursts), evaluated over event-time windows on final-stage events. */
+  windowRules?: readonly CompiledWindowRule[];
 }
+
+const FINAL_STAGES = new Set(["ResponseComplete", "Panic"]);
 
 function succeeded(event: AuditEvent): boolean {
   const code = event.responseStatus?.code;
@@ -28,6 +33,7 @@ export class Detector {
   private readonly recent = new Set<string>();
 
   private readonly storms: StormAggregator | undefined;
+  readonly windows: WindowEngine | undefined;
 
   constructor(
     readonly rules: readonly CompiledRule[],
@@ -35,6 +41,7 @@ export class Detector {
   ) {
     const window = options.stormWindowMs ?? 60_000;
     this.storms = window > 0 ? new StormAggregator(window) : undefined;
+    this.windows = options.windowRules?.length ? new WindowEngine(options.windowRules) : undefined;
     for (const rule of rules) {
       for (const stage of rule.definition.stages) {
         let index = this.byStage.get(stage);
@@ -49,8 +56,10 @@ export class Detector {
   }
 
   evaluate(event: AuditEvent, now?: Date): Alert[] {
+    // One request counts once in windows: its final stage only.
+    const windowed = this.windows && FINAL_STAGES.has(event.stage) ? this.windows.offer(event) : [];
     const index = this.byStage.get(event.stage);
-    if (!index) return [];
+    if (!index) return windowed;
     const resource = event.objectRef?.resource;
     const specific = resource === undefined ? undefined : index.byResource.get(resource);
     const ok = succeeded(event);
@@ -69,7 +78,7 @@ export class Detector {
       if (emit) alerts.push(emit);
       alerts.push(...closed);
     }
-    return alerts;
+    return windowed.length ? [...alerts, ...windowed] : alerts;
   }
 
   /** Storm summaries whose windows the stream's event time has passed; call after each batch. */
@@ -79,7 +88,7 @@ export class Detector {
 
   /** Every open storm summary, at the end of a finite input (replay, tests). */
   flush(): Alert[] {
-    return this.storms?.flush() ?? [];
+    return [...(this.storms?.flush() ?? []), ...(this.windows?.flush() ?? [])];
   }
 
   /** Bounded memory of recent (rule, request) pairs; older ones are still deduplicated downstream by the alert id. */

@@ -1,10 +1,12 @@
 export { buildAlert, RULESET } from "./alert-builder.js";
 export { type Condition, compileCidr, compileCondition, compilePath } from "./condition.js";
 export { Detector, type DetectorOptions } from "./engine.js";
-export { type CompiledRule, loadRules, RuleLoadError, SHIPPED_RULES_DIR } from "./loader.js";
+export { type CompiledRule, loadRulePack, loadRules, RuleLoadError, SHIPPED_RULES_DIR } from "./loader.js";
 export { type RuleDefinition, RuleSchema } from "./rule.js";
 export { type RuleTestResult, runRuleTests } from "./rule-tests.js";
 export { type DetectorServiceOptions, startDetectorService } from "./service.js";
 export { parseSigmaCondition, type SigmaExpr } from "./sigma/condition-parser.js";
 export { compileSigmaRule, loadSigmaRules, SHIPPED_SIGMA_DIR, SIGMA_FIELD_MAPPINGS, SigmaLoadError } from "./sigma/sigma.js";
 export { StormAggregator } from "./storm.js";
+export { type CompiledWindowRule, WindowEngine } from "./windows/engine.js";
+export { type WindowRuleDefinition, WindowRuleSchema } from "./windows/window-rule.js";

@@ -5,6 +5,8 @@ import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, type Predicate, requiredValues } from "./condition.js";
 import { type Exceptions, LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
+import type { CompiledWindowRule } from "./windows/engine.js";
+import { type WindowRuleDefinition, WindowRuleSchema } from "./windows/window-rule.js";
 
 /** The rule pack shipped with the product. */
 export const SHIPPED_RULES_DIR = fileURLToPath(new URL("../rules", import.meta.url));
@@ -68,8 +70,14 @@ function describe(error: z.ZodError): string[] {
  * the file, the rule and the key.
  */
 export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] {
+  return loadRulePack(dirs).rules;
+}
+
+/** The whole pack: per-event rules and windowed rules (documents with `kind: window`), sharing lists and macros. */
+export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: CompiledRule[]; windowRules: CompiledWindowRule[] } {
   const problems: string[] = [];
   const definitions: { definition: RuleDefinition; source: string }[] = [];
+  const windowDefinitions: { definition: WindowRuleDefinition; source: string }[] = [];
   const lists = new Map<string, (string | number | boolean)[]>();
   const siteExceptions: (Exceptions & { rule: string })[] = [];
   const macros = new Map<string, z.infer<typeof LibrarySchema>["macros"][string]>();
@@ -94,6 +102,13 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
             for (const [name, body] of Object.entries(lib.data.macros)) macros.set(name, body);
             siteExceptions.push(...lib.data.exceptions);
           }
+          continue;
+        }
+        if (typeof raw === "object" && (raw as { kind?: unknown }).kind === "window") {
+          const windowRule = WindowRuleSchema.safeParse(raw);
+          const wid = String((raw as { id?: unknown }).id ?? "(no id)");
+          if (!windowRule.success) problems.push(...describe(windowRule.error).map((p) => `${file}: rule ${wid}: ${p}`));
+          else windowDefinitions.push({ definition: windowRule.data, source });
           continue;
         }
         const parsed = RuleSchema.safeParse(raw);
@@ -130,8 +145,23 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }
   }
+  const windowRules: CompiledWindowRule[] = [];
+  for (const { definition, source } of windowDefinitions) {
+    if (seen.has(definition.id)) {
+      problems.push(`${source}: rule ${definition.id}: id already used by ${seen.get(definition.id)}`);
+      continue;
+    }
+    seen.set(definition.id, source);
+    try {
+      const base: Condition = definition.condition ?? { field: "auditID", exists: true };
+      const condition: Condition = definition.exclude_system_components ? { all: [base, { not: { macro: "system_component" } }] } : base;
+      windowRules.push({ definition, source, matches: compileCondition(condition, ctx) });
+    } catch (err) {
+      problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
+    }
+  }
   const known = new Set(rules.map((r) => r.definition.id));
   for (const e of siteExceptions) if (e.rule !== "*" && !known.has(e.rule)) problems.push(`exceptions: no rule with id ${e.rule}`);
   if (problems.length > 0) throw new RuleLoadError(problems);
-  return rules;
+  return { rules, windowRules };
 }

@@ -6,7 +6,7 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync } 
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { syntheticAuditEvent } from "@k8s-audit/core";
-import { Detector, loadRules } from "@k8s-audit/detector";
+import { Detector, loadRulePack } from "@k8s-audit/detector";
 import { replay } from "../src/index.js";
 
 const TARGET_MB = Number(process.env.BENCH_REPLAY_MB ?? 300);
@@ -39,12 +39,13 @@ async function main() {
   const bareSeconds = (performance.now() - t0) / 1000;
   console.log(`bare read + JSON.parse: ${Math.round(parsed / bareSeconds)} events/s`);
 
+  const pack = loadRulePack();
   t0 = performance.now();
   let alerts = 0;
   const summary = await replay({
     inputs: [FILE],
     defaultCluster: "bench",
-    detector: new Detector(loadRules()),
+    detector: new Detector(pack.rules, { windowRules: pack.windowRules }),
     onAlerts: (a) => {
       alerts += a.length;
     },

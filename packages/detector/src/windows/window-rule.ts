@@ -1,0 +1,51 @@
+import { SeveritySchema } from "@k8s-audit/core";
+import { z } from "zod";
+import { ConditionSchema } from "../condition.js";
+import { TACTICS } from "../mitre.js";
+
+/**
+ * A windowed detection: events matching `condition` are counted per key (`group_by`) in tumbling event-time windows;
+ * a window whose count passes the static floor, and (for `baseline_factor`) is well above the key's own moving
+ * average of past windows, raises one alert. Keys are paths into the event; `sourceIP` is the trusted (last) source IP.
+ */
+export const WindowRuleSchema = z
+  .object({
+    kind: z.literal("window"),
+    id: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, "expected a lowercase id ([a-z0-9_.-])"),
+    name: z.string().min(1),
+    description: z.string().min(1),
+    severity: SeveritySchema,
+    risk_score: z.number().int().min(0).max(100).optional(),
+    version: z.string().default("1"),
+    threat: z
+      .object({
+        tactics: z.array(z.string().refine((t) => t in TACTICS, { message: "unknown MITRE ATT&CK tactic id" })).min(1),
+        techniques: z.array(z.object({ id: z.string().regex(/^T\d{4}(\.\d{3})?$/), name: z.string() }).strict()).default([]),
+      })
+      .strict(),
+    references: z.array(z.url()).default([]),
+    category: z.array(z.string()).default(["api"]),
+    type: z.array(z.string()).default(["info"]),
+    /** Window length in seconds. */
+    window: z.number().int().min(1).max(86_400),
+    group_by: z.array(z.string().min(1)).min(1),
+    condition: ConditionSchema.optional(),
+    /** Count distinct values of this path instead of events (e.g. distinct secrets read). */
+    distinct: z.string().optional(),
+    threshold: z
+      .object({
+        /** Static floor: the window's count must reach it. */
+        min: z.number().int().min(1),
+        /** And be at least this many times the key's moving average of past windows (adaptive baseline). */
+        baseline_factor: z.number().min(1).optional(),
+        /** Windows of stream time to learn baselines before baseline rules may fire. */
+        warmup: z.number().int().min(0).default(3),
+        /** Weight of the newest window in the moving average. */
+        alpha: z.number().gt(0).lt(1).default(0.3),
+      })
+      .strict(),
+    exclude_system_components: z.boolean().default(true),
+  })
+  .strict();
+
+export type WindowRuleDefinition = z.infer<typeof WindowRuleSchema>;
