@@ -146,6 +146,7 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     }
   }
   const windowRules: CompiledWindowRule[] = [];
+  let isSystemComponent: Predicate | undefined;
   for (const { definition, source } of windowDefinitions) {
     if (seen.has(definition.id)) {
       problems.push(`${source}: rule ${definition.id}: id already used by ${seen.get(definition.id)}`);
@@ -153,9 +154,9 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     }
     seen.set(definition.id, source);
     try {
-      const base: Condition = definition.condition ?? { field: "auditID", exists: true };
-      const condition: Condition = definition.exclude_system_components ? { all: [base, { not: { macro: "system_component" } }] } : base;
-      windowRules.push({ definition, source, matches: compileCondition(condition, ctx) });
+      const matches = compileCondition(definition.condition ?? { field: "auditID", exists: true }, ctx);
+      if (definition.exclude_system_components) isSystemComponent ??= compileCondition({ macro: "system_component" }, ctx);
+      windowRules.push({ definition, source, matches, ...(definition.exclude_system_components ? { isSystemComponent } : {}) });
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }

@@ -1,12 +1,15 @@
 import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
-import { compileVisitor, type Predicate } from "../condition.js";
+import { compileVisitor, type Predicate, pathSegments } from "../condition.js";
 import { TACTICS, tacticReference, techniqueReference } from "../mitre.js";
 import type { WindowRuleDefinition } from "./window-rule.js";
 
 export interface CompiledWindowRule {
   readonly definition: WindowRuleDefinition;
   readonly source: string;
+  /** The rule's own condition. */
   readonly matches: Predicate;
+  /** The system_component macro, when the rule excludes system components: one shared predicate, tested once per event. */
+  readonly isSystemComponent?: Predicate;
 }
 
 interface Bucket {
@@ -33,15 +36,19 @@ interface RuleState {
   windows: Map<number, Map<string, Bucket>>;
   baselines: Map<string, Baseline>;
   firstWindow?: number;
+  /** Start of the oldest open window, so most events cost one comparison to know nothing closes. */
+  oldestOpen: number;
 }
 
 const MAX_DISTINCT = 10_000;
 const MAX_SAMPLE_IDS = 20;
 
+/** The first value a path reaches, as a string: a plain property walk, falling back to the any-element visitor at arrays. */
 function firstValue(path: string): (e: AuditEvent) => string | undefined {
   if (path === "sourceIP") return (e) => trustedSourceIP(e);
+  const segments = pathSegments(path);
   const visit = compileVisitor(path);
-  return (e) => {
+  const viaVisitor = (e: AuditEvent) => {
     let out: string | undefined;
     visit(e, (v) => {
       out = String(v);
@@ -49,10 +56,33 @@ function firstValue(path: string): (e: AuditEvent) => string | undefined {
     });
     return out;
   };
+  return (e) => {
+    let node: unknown = e;
+    for (const segment of segments) {
+      if (node === null || node === undefined) return undefined;
+      if (typeof node !== "object" || Array.isArray(node) || segment === "*" || segment === "~keys") return viaVisitor(e);
+      node = (node as Record<string, unknown>)[segment];
+    }
+    if (node === null || node === undefined) return undefined;
+    return Array.isArray(node) || typeof node === "object" ? viaVisitor(e) : String(node);
+  };
 }
 
-const bump = (m: Map<string, number>, k: string | undefined) => {
-  if (k !== undefined) m.set(k, (m.get(k) ?? 0) + 1);
+/** The group-by key: the parts joined with "|", or undefined when any part is missing. */
+function keyFunction(parts: ((e: AuditEvent) => string | undefined)[]): (e: AuditEvent) => string | undefined {
+  return (e) => {
+    let key = "";
+    for (let i = 0; i < parts.length; i++) {
+      const v = (parts[i] as (e: AuditEvent) => string | undefined)(e);
+      if (v === undefined) return undefined;
+      key = i === 0 ? v : `${key}|${v}`;
+    }
+    return key;
+  };
+}
+
+const bump = (m: Map<string, number>, k: string | undefined, weight: number) => {
+  if (k !== undefined) m.set(k, (m.get(k) ?? 0) + weight);
 };
 const top = (m: Map<string, number>, n = 3) =>
   [...m]
@@ -81,16 +111,11 @@ export class WindowEngine {
     this.states = rules.map((rule) => ({
       rule,
       windowMs: rule.definition.window * 1000,
-      keyOf: (() => {
-        const parts = rule.definition.group_by.map(firstValue);
-        return (e: AuditEvent) => {
-          const values = parts.map((p) => p(e));
-          return values.some((v) => v === undefined) ? undefined : values.join("|");
-        };
-      })(),
+      keyOf: keyFunction(rule.definition.group_by.map(firstValue)),
       distinctOf: rule.definition.distinct ? firstValue(rule.definition.distinct) : undefined,
       windows: new Map(),
       baselines: new Map(),
+      oldestOpen: Number.POSITIVE_INFINITY,
     }));
   }
 
@@ -101,20 +126,27 @@ export class WindowEngine {
   offer(event: AuditEvent): Alert[] {
     const time = Date.parse(eventTime(event));
     if (Number.isNaN(time)) return [];
+    // Whether the event comes from a system component: computed at most once per event (no closure on the hot path).
+    let system: boolean | undefined;
     for (const state of this.states) {
       const start = Math.floor(time / state.windowMs) * state.windowMs;
       // Too late: its window has already been closed and reported.
+      if (!state.rule.matches(event)) continue;
+      if (state.rule.isSystemComponent) {
+        system ??= state.rule.isSystemComponent(event);
+        if (system) continue;
+      }
       if (start + 2 * state.windowMs <= this.watermark) {
-        if (state.rule.matches(event)) this.lateEvents++;
+        this.lateEvents++;
         continue;
       }
-      if (!state.rule.matches(event)) continue;
       const key = state.keyOf(event);
       if (key === undefined) continue;
       let buckets = state.windows.get(start);
       if (!buckets) {
         buckets = new Map();
         state.windows.set(start, buckets);
+        if (start < state.oldestOpen) state.oldestOpen = start;
       }
       let bucket = buckets.get(key);
       if (!bucket) {
@@ -134,12 +166,18 @@ export class WindowEngine {
         const v = state.distinctOf?.(event);
         if (v !== undefined) bucket.distinct.add(v);
       }
-      bump(bucket.verbs, event.verb);
-      bump(bucket.resources, event.objectRef?.resource);
-      bump(bucket.ips, trustedSourceIP(event));
+      // Top contributors: exact for the first 64 events of a bucket, then every 4th event weighted 4: floods are
+      // where the per-event cost matters, and their proportions survive sampling.
+      if (bucket.count <= 64 || (bucket.count & 3) === 0) {
+        const weight = bucket.count <= 64 ? 1 : 4;
+        bump(bucket.verbs, event.verb, weight);
+        bump(bucket.resources, event.objectRef?.resource, weight);
+        bump(bucket.ips, trustedSourceIP(event), weight);
+      }
       if (bucket.auditIDs.length < MAX_SAMPLE_IDS) bucket.auditIDs.push(event.auditID);
     }
-    this.watermark = Math.max(this.watermark, time);
+    if (time <= this.watermark) return [];
+    this.watermark = time;
     return this.close((start, windowMs) => start + 2 * windowMs <= this.watermark);
   }
 
@@ -151,6 +189,7 @@ export class WindowEngine {
   private close(due: (start: number, windowMs: number) => boolean): Alert[] {
     const alerts: Alert[] = [];
     for (const state of this.states) {
+      if (!due(state.oldestOpen, state.windowMs)) continue;
       const starts = [...state.windows.keys()].filter((s) => due(s, state.windowMs)).sort((a, b) => a - b);
       for (const start of starts) {
         const buckets = state.windows.get(start) as Map<string, Bucket>;
@@ -158,6 +197,7 @@ export class WindowEngine {
         state.firstWindow ??= start;
         alerts.push(...this.evaluateWindow(state, start, buckets));
       }
+      state.oldestOpen = Math.min(Number.POSITIVE_INFINITY, ...state.windows.keys());
     }
     return alerts;
   }
