@@ -14,6 +14,8 @@ export interface DetectorOptions {
 }
 
 const FINAL_STAGES = new Set(["ResponseComplete", "Panic"]);
+/** Never handed to callers: only compared by length and spread. */
+const NONE: readonly Alert[] = [];
 
 function succeeded(event: AuditEvent): boolean {
   const code = event.responseStatus?.code;
@@ -53,18 +55,22 @@ export class Detector {
         else for (const resource of rule.resources) index.byResource.set(resource, [...(index.byResource.get(resource) ?? []), rule]);
       }
     }
+    // Each resource's list also carries the rules for any resource, so evaluation walks one prebuilt array.
+    for (const index of this.byStage.values()) {
+      for (const [resource, list] of index.byResource) index.byResource.set(resource, [...list, ...index.anyResource]);
+    }
   }
 
   evaluate(event: AuditEvent, now?: Date): Alert[] {
     // One request counts once in windows: its final stage only.
-    const windowed = this.windows && FINAL_STAGES.has(event.stage) ? this.windows.offer(event) : [];
+    const windowed = this.windows && FINAL_STAGES.has(event.stage) ? this.windows.offer(event) : NONE;
     const index = this.byStage.get(event.stage);
-    if (!index) return windowed;
+    if (!index) return windowed.length ? [...windowed] : [];
     const resource = event.objectRef?.resource;
     const specific = resource === undefined ? undefined : index.byResource.get(resource);
     const ok = succeeded(event);
     const alerts: Alert[] = [];
-    for (const rule of specific ? [...specific, ...index.anyResource] : index.anyResource) {
+    for (const rule of specific ?? index.anyResource) {
       const outcome = rule.definition.outcome;
       if ((outcome === "success" && !ok) || (outcome === "failure" && ok)) continue;
       if (!rule.matches(event)) continue;

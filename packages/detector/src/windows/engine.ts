@@ -41,6 +41,8 @@ interface RuleState {
 }
 
 const MAX_DISTINCT = 10_000;
+/** Shared empty result: most events close no window, and a fresh array per event is garbage to collect. */
+const NO_ALERTS: Alert[] = [];
 const MAX_SAMPLE_IDS = 20;
 
 /** The first value a path reaches, as a string: a plain property walk, falling back to the any-element visitor at arrays. */
@@ -125,7 +127,7 @@ export class WindowEngine {
 
   offer(event: AuditEvent): Alert[] {
     const time = Date.parse(eventTime(event));
-    if (Number.isNaN(time)) return [];
+    if (Number.isNaN(time)) return NO_ALERTS;
     // Whether the event comes from a system component: computed at most once per event (no closure on the hot path).
     let system: boolean | undefined;
     for (const state of this.states) {
@@ -176,7 +178,7 @@ export class WindowEngine {
       }
       if (bucket.auditIDs.length < MAX_SAMPLE_IDS) bucket.auditIDs.push(event.auditID);
     }
-    if (time <= this.watermark) return [];
+    if (time <= this.watermark) return NO_ALERTS;
     this.watermark = time;
     return this.close((start, windowMs) => start + 2 * windowMs <= this.watermark);
   }
