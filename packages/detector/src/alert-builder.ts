@@ -1,6 +1,7 @@
 import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
 import type { CompiledRule } from "./loader.js";
 import { TACTICS, tacticReference, techniqueReference } from "./mitre.js";
+import type { RuleDefinition } from "./rule.js";
 
 export const RULESET = "k8s-audit-pipeline";
 
@@ -10,6 +11,19 @@ function describeTarget(event: AuditEvent): string {
   const kind = ref.subresource ? `${ref.resource}/${ref.subresource}` : ref.resource;
   const name = ref.name ? `${kind} ${ref.name}` : kind;
   return ref.namespace ? `${name} in namespace ${ref.namespace}` : name;
+}
+
+/** ECS `threat.*` for a rule's MITRE ATT&CK tactics and techniques, with names and links. */
+export function threatOf(threat: RuleDefinition["threat"]): NonNullable<Alert["threat"]> {
+  return {
+    framework: "MITRE ATT&CK",
+    tactic: { id: threat.tactics, name: threat.tactics.map((t) => TACTICS[t] ?? t), reference: threat.tactics.map(tacticReference) },
+    technique: {
+      id: threat.techniques.map((t) => t.id),
+      name: threat.techniques.map((t) => t.name),
+      reference: threat.techniques.map((t) => techniqueReference(t.id)),
+    },
+  };
 }
 
 /** The ECS alert for one event matched by one rule (design.md §4). Its id depends only on rule, cluster and request. */
@@ -49,19 +63,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
       ruleset: RULESET,
       version: def.version,
     },
-    threat: {
-      framework: "MITRE ATT&CK",
-      tactic: {
-        id: def.threat.tactics,
-        name: def.threat.tactics.map((t) => TACTICS[t] ?? t),
-        reference: def.threat.tactics.map(tacticReference),
-      },
-      technique: {
-        id: def.threat.techniques.map((t) => t.id),
-        name: def.threat.techniques.map((t) => t.name),
-        reference: def.threat.techniques.map((t) => techniqueReference(t.id)),
-      },
-    },
+    threat: threatOf(def.threat),
     ...(user || event.user.uid ? { user: { name: user, id: event.user.uid, roles: event.user.groups ?? undefined } } : {}),
     ...ecsEntities(event),
     kubernetes: {

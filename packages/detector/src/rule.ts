@@ -3,22 +3,27 @@ import { z } from "zod";
 import { type Condition, ConditionSchema } from "./condition.js";
 import { TACTICS } from "./mitre.js";
 
+/** What every rule says about itself, per-event and windowed alike. */
+export const RULE_METADATA = {
+  id: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, "expected a lowercase id ([a-z0-9_.-])"),
+  name: z.string().min(1),
+  description: z.string().min(1),
+  severity: SeveritySchema,
+  risk_score: z.number().int().min(0).max(100).optional(),
+  version: z.string().default("1"),
+  threat: z
+    .object({
+      tactics: z.array(z.string().refine((t) => t in TACTICS, { message: "unknown MITRE ATT&CK tactic id" })).min(1),
+      techniques: z.array(z.object({ id: z.string().regex(/^T\d{4}(\.\d{3})?$/), name: z.string() }).strict()).default([]),
+    })
+    .strict(),
+  references: z.array(z.url()).default([]),
+};
+
 /** One detection, as written in a YAML file under rules/. Tests travel with the rule. */
 export const RuleSchema = z
   .object({
-    id: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, "expected a lowercase id ([a-z0-9_.-])"),
-    name: z.string().min(1),
-    description: z.string().min(1),
-    severity: SeveritySchema,
-    risk_score: z.number().int().min(0).max(100).optional(),
-    version: z.string().default("1"),
-    threat: z
-      .object({
-        tactics: z.array(z.string().refine((t) => t in TACTICS, { message: "unknown MITRE ATT&CK tactic id" })).min(1),
-        techniques: z.array(z.object({ id: z.string().regex(/^T\d{4}(\.\d{3})?$/), name: z.string() }).strict()).default([]),
-      })
-      .strict(),
-    references: z.array(z.url()).default([]),
+    ...RULE_METADATA,
     /** ECS categorisation of the alert. */
     category: z.array(z.string()).default(["configuration"]),
     type: z.array(z.string()).default(["change"]),

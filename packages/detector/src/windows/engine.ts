@@ -1,6 +1,6 @@
 import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
+import { threatOf } from "../alert-builder.js";
 import { compileVisitor, type Predicate, pathSegments } from "../condition.js";
-import { TACTICS, tacticReference, techniqueReference } from "../mitre.js";
 import type { WindowRuleDefinition } from "./window-rule.js";
 
 export interface CompiledWindowRule {
@@ -267,19 +267,7 @@ export class WindowEngine {
         ruleset: "k8s-audit-pipeline",
         version: def.version,
       },
-      threat: {
-        framework: "MITRE ATT&CK",
-        tactic: {
-          id: def.threat.tactics,
-          name: def.threat.tactics.map((x) => TACTICS[x] ?? x),
-          reference: def.threat.tactics.map(tacticReference),
-        },
-        technique: {
-          id: def.threat.techniques.map((x) => x.id),
-          name: def.threat.techniques.map((x) => x.name),
-          reference: def.threat.techniques.map((x) => techniqueReference(x.id)),
-        },
-      },
+      threat: threatOf(def.threat),
       ...(def.group_by.includes("user.username") && event.user.username ? { user: { name: event.user.username } } : {}),
       ...entities,
       // The window spans many objects: only the cluster is common to all of them.

@@ -1,7 +1,6 @@
-import { SeveritySchema } from "@k8s-audit/core";
 import { z } from "zod";
 import { ConditionSchema } from "../condition.js";
-import { TACTICS } from "../mitre.js";
+import { RULE_METADATA } from "../rule.js";
 
 /**
  * A windowed detection: events matching `condition` are counted per key (`group_by`) in tumbling event-time windows;
@@ -11,19 +10,7 @@ import { TACTICS } from "../mitre.js";
 export const WindowRuleSchema = z
   .object({
     kind: z.literal("window"),
-    id: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, "expected a lowercase id ([a-z0-9_.-])"),
-    name: z.string().min(1),
-    description: z.string().min(1),
-    severity: SeveritySchema,
-    risk_score: z.number().int().min(0).max(100).optional(),
-    version: z.string().default("1"),
-    threat: z
-      .object({
-        tactics: z.array(z.string().refine((t) => t in TACTICS, { message: "unknown MITRE ATT&CK tactic id" })).min(1),
-        techniques: z.array(z.object({ id: z.string().regex(/^T\d{4}(\.\d{3})?$/), name: z.string() }).strict()).default([]),
-      })
-      .strict(),
-    references: z.array(z.url()).default([]),
+    ...RULE_METADATA,
     category: z.array(z.string()).default(["api"]),
     type: z.array(z.string()).default(["info"]),
     /** Window length in seconds. */
