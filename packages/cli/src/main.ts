@@ -1,5 +1,5 @@
-import { ConfigError, type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
-import { loadRules, loadSigmaRules, RuleLoadError, runRuleTests, SHIPPED_RULES_DIR, SigmaLoadError } from "@k8s-audit/detector";
+import { type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
+import { loadRules, loadSigmaRules, runRuleTests, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
 import { writeKitCertificates } from "@k8s-audit/ingest";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
@@ -177,8 +177,7 @@ program
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof RuleLoadError || err instanceof SigmaLoadError)
-    console.error(`k8s-audit: ${err.message}`);
-  else console.error(`k8s-audit: ${err instanceof Error ? err.message : String(err)}`);
+  // Configuration, rule and Sigma errors already name the key, file or rule at fault: their message is the report.
+  console.error(`k8s-audit: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });

@@ -130,10 +130,18 @@ export function itemsOf(body: unknown): { shape: BodyShape; items: unknown[] } {
   throw new Error(`expected an EventList, an Event or an array of Events, got ${body === null ? "null" : typeof body}`);
 }
 
+/** Each failing field as `path: message` (`(root)` for the value itself). */
+export function issueLines(error: z.ZodError): string[] {
+  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
+}
+
 /** A one-line reason naming the first failing fields, for dead letters and 4xx bodies. */
 export function describeIssues(error: z.ZodError, max = 3): string {
-  return error.issues
-    .slice(0, max)
-    .map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`)
-    .join("; ");
+  return issueLines(error).slice(0, max).join("; ");
+}
+
+/** Why a value that failed looksLikeAuditEvent is not an audit event, in the full schema's words. */
+export function whyNotAnAuditEvent(value: unknown): string {
+  const error = AuditEventSchema.safeParse(value).error;
+  return error ? describeIssues(error, 1) : "unrecognised record";
 }

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { issueLines } from "@k8s-audit/core";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, type Predicate, requiredValues } from "./condition.js";
@@ -60,10 +61,6 @@ function yamlFiles(dir: string): string[] {
   return out;
 }
 
-function describe(error: z.ZodError): string[] {
-  return error.issues.map((i) => `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`);
-}
-
 /**
  * Loads every YAML file under the given folders (shipped pack first, site folders after). A document with `lists` or
  * `macros` is a library; any other document is one rule. All problems are collected and reported together, each naming
@@ -95,7 +92,7 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
         if (raw === null || raw === undefined) continue;
         if (typeof raw === "object" && !("id" in raw) && ("lists" in raw || "macros" in raw || "exceptions" in raw)) {
           const lib = LibrarySchema.safeParse(raw);
-          if (!lib.success) problems.push(...describe(lib.error).map((p) => `${file}: library: ${p}`));
+          if (!lib.success) problems.push(...issueLines(lib.error).map((p) => `${file}: library: ${p}`));
           else {
             // Site files extend shipped lists rather than replace them: exceptions grow without editing our files.
             for (const [name, values] of Object.entries(lib.data.lists)) lists.set(name, [...(lists.get(name) ?? []), ...values]);
@@ -107,13 +104,13 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
         if (typeof raw === "object" && (raw as { kind?: unknown }).kind === "window") {
           const windowRule = WindowRuleSchema.safeParse(raw);
           const wid = String((raw as { id?: unknown }).id ?? "(no id)");
-          if (!windowRule.success) problems.push(...describe(windowRule.error).map((p) => `${file}: rule ${wid}: ${p}`));
+          if (!windowRule.success) problems.push(...issueLines(windowRule.error).map((p) => `${file}: rule ${wid}: ${p}`));
           else windowDefinitions.push({ definition: windowRule.data, source });
           continue;
         }
         const parsed = RuleSchema.safeParse(raw);
         const id = typeof raw === "object" && "id" in raw ? String((raw as { id: unknown }).id) : "(no id)";
-        if (!parsed.success) problems.push(...describe(parsed.error).map((p) => `${file}: rule ${id}: ${p}`));
+        if (!parsed.success) problems.push(...issueLines(parsed.error).map((p) => `${file}: rule ${id}: ${p}`));
         else definitions.push({ definition: parsed.data, source });
       }
     }

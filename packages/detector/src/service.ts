@@ -7,6 +7,7 @@ import {
   looksLikeAuditEvent,
   type Subscription,
   type Topics,
+  whyNotAnAuditEvent,
 } from "@k8s-audit/core";
 import type { Detector } from "./engine.js";
 
@@ -43,14 +44,7 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
         }
         if (!looksLikeAuditEvent(parsed)) {
           // Only a foreign or damaged record gets here; the full schema says exactly what is wrong with it.
-          const issue = AuditEventSchema.safeParse(parsed).error?.issues[0];
-          deadLetters.push(
-            deadLetter(
-              message.value,
-              `detector: invalid event: ${issue ? `${issue.path.join(".")}: ${issue.message}` : "not an audit event"}`,
-              message.key,
-            ),
-          );
+          deadLetters.push(deadLetter(message.value, `detector: invalid event: ${whyNotAnAuditEvent(parsed)}`, message.key));
           continue;
         }
         alerts.push(...detector.evaluate(parsed));

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import { type Alert, type AuditEvent, AuditEventSchema, eventTime, looksLikeAuditEvent } from "@k8s-audit/core";
+import { type Alert, type AuditEvent, eventTime, looksLikeAuditEvent, whyNotAnAuditEvent } from "@k8s-audit/core";
 import type { Detector } from "@k8s-audit/detector";
 import { lines, openInput, resolveInputs } from "./files.js";
 import { compileFilters, type ReplayFilters } from "./filters.js";
@@ -96,12 +96,7 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     for (const { event } of decoded) {
       summary.eventsRead++;
       if (!looksLikeAuditEvent(event)) {
-        const issue = AuditEventSchema.safeParse(event).error?.issues[0];
-        malformed(
-          file,
-          line,
-          `not an audit event: ${issue ? `${issue.path.join(".") || "(root)"}: ${issue.message}` : "unrecognised record"}`,
-        );
+        malformed(file, line, `not an audit event: ${whyNotAnAuditEvent(event)}`);
         continue;
       }
       if (event.cluster === undefined && options.defaultCluster) event.cluster = options.defaultCluster;

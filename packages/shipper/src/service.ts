@@ -4,6 +4,7 @@ import {
   type Bus,
   type BusMessage,
   type ConsumedMessage,
+  describeIssues,
   type Logger,
   looksLikeAuditEvent,
   type Subscription,
@@ -46,7 +47,7 @@ export async function startShipperService(options: ShipperServiceOptions): Promi
   const subscriptions = [
     await shipTopic(options, topics.alerts, `${options.groupId ?? "k8s-audit-shipper"}`, "alerts", (message, ingested) => {
       const alert = AlertSchema.safeParse(safeJson(message.value));
-      if (!alert.success) return { error: `invalid alert: ${alert.error.issues[0]?.path.join(".")}: ${alert.error.issues[0]?.message}` };
+      if (!alert.success) return { error: `invalid alert: ${describeIssues(alert.error, 1)}` };
       return {
         doc: {
           id: alert.data.event.id,

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { Severity } from "@k8s-audit/core";
+import { issueLines, type Severity } from "@k8s-audit/core";
 import { parse } from "yaml";
 import { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, requiredValues } from "../condition.js";
@@ -150,7 +150,7 @@ type SigmaTests = z.infer<typeof SigmaTestsSchema>;
  */
 export function compileSigmaRule(doc: unknown, source: string, tests?: SigmaTests): CompiledRule {
   const parsed = SigmaRuleSchema.safeParse(doc);
-  if (!parsed.success) throw new Error(parsed.error.issues.map((i) => `${i.path.join(".") || "(root)"}: ${i.message}`).join("; "));
+  if (!parsed.success) throw new Error(issueLines(parsed.error).join("; "));
   const rule = parsed.data;
   const { condition: conditionText, timeframe: _timeframe, ...searchBodies } = rule.detection;
   const searches = new Map<string, Condition>();
