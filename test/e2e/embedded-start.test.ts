@@ -1,10 +1,10 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { startCli } from "../support/cli.js";
 
-const CLI = new URL("../../packages/cli/bin/k8s-audit.mjs", import.meta.url).pathname;
 const EXAMPLE = new URL("../../packages/cli/examples/cluster-admin-binding.json", import.meta.url).pathname;
 
 /** The README's first command and curl example: `k8s-audit start` on the embedded default, as a user runs it. */
@@ -20,25 +20,11 @@ describe("k8s-audit start (embedded default)", () => {
     const env = { ...process.env, K8S_AUDIT_ALERTS_FILE: alertsFile, LOG_LEVEL: "warn" };
     delete env.KAFKA_BROKERS;
     delete env.ELASTICSEARCH_URL;
-    const proc = spawn(process.execPath, [CLI, "start", "--listen", "127.0.0.1:0"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const cli = await startCli(["start", "--listen", "127.0.0.1:0"], env);
+    const { proc, url } = cli;
     child = proc;
-    let stdout = "";
-    let stderr = "";
-    proc.stdout?.on("data", (d) => {
-      stdout += d;
-    });
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 30_000);
-      proc.stderr?.on("data", (d) => {
-        stderr += d;
-        const m = /webhook listening on (http:\/\/127\.0\.0\.1:\d+\/audit)/.exec(stderr);
-        if (m?.[1]) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      });
-    });
-    expect(stderr).toContain("bus: in-memory");
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/audit$/);
+    expect(cli.stderr()).toContain("bus: in-memory");
 
     const res = await fetch(`${url}/demo`, {
       method: "POST",
@@ -46,10 +32,11 @@ describe("k8s-audit start (embedded default)", () => {
       body: readFileSync(EXAMPLE),
     });
     expect(await res.json()).toEqual({ accepted: 1, rejected: 0, deduplicated: 0, truncated: 0, storedIn: "bus" });
-    for (let i = 0; i < 50 && !stdout.includes("rbac.binding_to_cluster_admin"); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 50 && !cli.stdout().includes("rbac.binding_to_cluster_admin"); i++) await new Promise((r) => setTimeout(r, 100));
 
     // stdout is not a TTY here, so alerts come as one JSON document per line
-    const lines = stdout
+    const lines = cli
+      .stdout()
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
@@ -65,7 +52,7 @@ describe("k8s-audit start (embedded default)", () => {
     ).toEqual(lines.map((a) => a.event.id));
 
     proc.kill("SIGTERM");
-    const code = await new Promise((r) => proc.once("exit", r));
+    const code = await cli.exited;
     expect(code).toBe(0);
   });
 });

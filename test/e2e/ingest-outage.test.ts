@@ -1,14 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KAFKA_BROKERS, kafkaPid, startKafka, stopKafka } from "@k8s-audit/engines";
 import { afterAll, describe, expect, inject, it } from "vitest";
+import { startCli } from "../support/cli.js";
 import { startTestIngest } from "../support/ingest.js";
 import { readTopic, uniqueTopics } from "../support/kafka.js";
 import { acknowledged, postLoad } from "../support/load.js";
-
-const CLI = new URL("../../packages/cli/bin/k8s-audit.mjs", import.meta.url).pathname;
 
 /** Losslessness under failure: Kafka stopped mid-load, and SIGTERM mid-load. */
 describe("ingest under failure", () => {
@@ -79,30 +77,18 @@ describe("ingest under failure", () => {
 
   it("loses nothing on SIGTERM under load: every 2xx'd event is in Kafka and the process exits cleanly", async () => {
     const topics = uniqueTopics("e2e-sigterm");
-    const child: ChildProcess = spawn(process.execPath, [CLI, "ingest", "--listen", "127.0.0.1:0"], {
-      env: {
-        ...process.env,
-        KAFKA_BROKERS: brokers,
-        K8S_AUDIT_TOPIC_EVENTS: topics.events,
-        K8S_AUDIT_TOPIC_ALERTS: topics.alerts,
-        K8S_AUDIT_TOPIC_DEADLETTER: topics.deadLetter,
-        K8S_AUDIT_SPOOL_DIR: mkdtempSync(join(tmpdir(), "spool-")),
-        LOG_LEVEL: "warn",
-      },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
-    let stderr = "";
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`ingest did not start: ${stderr}`)), 30_000);
-      child.stderr?.on("data", (d) => {
-        stderr += d;
-        const m = /webhook listening on (http:\/\/\S+\/audit)/.exec(stderr);
-        if (m?.[1]) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      });
+    const {
+      proc: child,
+      url,
+      exited,
+    } = await startCli(["ingest", "--listen", "127.0.0.1:0"], {
+      ...process.env,
+      KAFKA_BROKERS: brokers,
+      K8S_AUDIT_TOPIC_EVENTS: topics.events,
+      K8S_AUDIT_TOPIC_ALERTS: topics.alerts,
+      K8S_AUDIT_TOPIC_DEADLETTER: topics.deadLetter,
+      K8S_AUDIT_SPOOL_DIR: mkdtempSync(join(tmpdir(), "spool-")),
+      LOG_LEVEL: "warn",
     });
     let refusedConnections = 0;
     const load = postLoad(url, { batchSize: 50, concurrency: 6, maxBatches: 2000, shouldStop: () => refusedConnections > 0 }).then(

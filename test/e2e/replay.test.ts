@@ -8,11 +8,10 @@ import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
 import { alertsDataStream, createElasticsearchClient, eventsDataStream } from "@k8s-audit/shipper";
 import { afterAll, describe, expect, inject, it } from "vitest";
+import { CLI } from "../support/cli.js";
 import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
 import { startTestIngest } from "../support/ingest.js";
 import { quietLogger, readTopic, uniqueTopics } from "../support/kafka.js";
-
-const CLI = new URL("../../packages/cli/bin/k8s-audit.mjs", import.meta.url).pathname;
 
 /** Investigations on the real engines: the same alert ids as the live path, and case data streams in Elasticsearch. */
 describe("replay on the real engines", () => {
