@@ -1,5 +1,5 @@
 import { type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
-import { loadRules, loadSigmaRules, runRuleTests, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
+import { loadDetection, runRuleTests, runTimedRuleTests } from "@k8s-audit/detector";
 import { writeKitCertificates } from "@k8s-audit/ingest";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
@@ -54,7 +54,7 @@ interface RuleFlags {
 function allRules(flags: RuleFlags) {
   const site = flags.dir ?? (process.env.K8S_AUDIT_RULES_DIR ? [process.env.K8S_AUDIT_RULES_DIR] : []);
   const sigma = flags.sigma ?? (process.env.K8S_AUDIT_SIGMA_DIR ? [process.env.K8S_AUDIT_SIGMA_DIR] : []);
-  return [...loadRules([SHIPPED_RULES_DIR, ...site]), ...(sigma.length ? loadSigmaRules(sigma) : [])];
+  return loadDetection({ rulesDirs: site, sigmaDirs: sigma });
 }
 
 function formatTable(header: string[], rows: string[][]): string {
@@ -112,7 +112,8 @@ rules
   .option("--dir <dir...>", "extra rule folders (default: K8S_AUDIT_RULES_DIR)")
   .option("--sigma <dir...>", "Sigma rule folders (default: K8S_AUDIT_SIGMA_DIR)")
   .action((flags: RuleFlags) => {
-    const results = runRuleTests(allRules(flags));
+    const pack = allRules(flags);
+    const results = [...runRuleTests(pack.rules), ...runTimedRuleTests(pack.windowRules)];
     let failed = 0;
     let cases = 0;
     for (const r of results) {
@@ -121,7 +122,7 @@ rules
       failed++;
       for (const f of r.failures) console.log(`FAIL ${r.rule} (${r.source}): ${f}`);
     }
-    console.log(`${results.length - failed} passed, ${failed} failed (${results.length} rules, ${cases} test events)`);
+    console.log(`${results.length - failed} passed, ${failed} failed (${results.length} rules, ${cases} test cases)`);
     process.exitCode = failed > 0 ? 1 : 0;
   });
 rules
@@ -130,7 +131,8 @@ rules
   .option("--dir <dir...>", "extra rule folders (default: K8S_AUDIT_RULES_DIR)")
   .option("--sigma <dir...>", "Sigma rule folders (default: K8S_AUDIT_SIGMA_DIR)")
   .action((flags: RuleFlags) => {
-    const rows = allRules(flags).map((r) => [
+    const pack = allRules(flags);
+    const rows = [...pack.rules, ...pack.windowRules].map((r) => [
       r.definition.id,
       r.definition.name,
       r.definition.severity,

@@ -1,5 +1,5 @@
 import { type Alert, type Config, createBus, type Logger, parseListen, type Subscription, topicsOf } from "@k8s-audit/core";
-import { Detector, loadRulePack, loadSigmaRules, SHIPPED_RULES_DIR, startDetectorService } from "@k8s-audit/detector";
+import { Detector, loadDetection, startDetectorService } from "@k8s-audit/detector";
 import { createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
@@ -14,6 +14,14 @@ export interface RunningPipeline {
   url?: string;
   busKind: "kafka" | "memory";
   stop(): Promise<void>;
+}
+
+/** The site's rule and Sigma folders from the configuration (the shipped pack is always loaded). */
+export function detectionDirs(config: Config): { rulesDirs: string[]; sigmaDirs: string[] } {
+  return {
+    rulesDirs: config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [],
+    sigmaDirs: config.K8S_AUDIT_SIGMA_DIR ? [config.K8S_AUDIT_SIGMA_DIR] : [],
+  };
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$/;
@@ -58,10 +66,8 @@ export async function startPipeline(options: {
       }
     }
     if (stages.detect) {
-      const dirs = [SHIPPED_RULES_DIR, ...(config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [])];
-      const sigma = config.K8S_AUDIT_SIGMA_DIR ? loadSigmaRules([config.K8S_AUDIT_SIGMA_DIR]) : [];
-      const pack = loadRulePack(dirs);
-      const detector = new Detector([...pack.rules, ...sigma], { windowRules: pack.windowRules });
+      const pack = loadDetection(detectionDirs(config));
+      const detector = new Detector(pack.rules, { windowRules: pack.windowRules });
       subscriptions.push(await startDetectorService({ bus, topics, detector, logger, onAlerts: options.onAlerts }));
       logger.info({ rules: detector.rules.length }, "detector running");
     }

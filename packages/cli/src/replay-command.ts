@@ -1,6 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { type Alert, type AuditEvent, type Config, createBus, type Logger } from "@k8s-audit/core";
-import { Detector, loadRulePack, loadSigmaRules, SHIPPED_RULES_DIR } from "@k8s-audit/detector";
+import { Detector, loadDetection } from "@k8s-audit/detector";
 import { KafkaSink, type ReplayFilters, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
 import {
   alertsDataStream,
@@ -14,6 +14,7 @@ import {
 } from "@k8s-audit/shipper";
 import { SingleBar } from "cli-progress";
 import { formatAlertLine } from "./alert-output.js";
+import { detectionDirs } from "./pipeline.js";
 
 export interface ReplayFlags extends ReplayFilters {
   toKafka?: boolean | string;
@@ -67,10 +68,8 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
 
   let detector: Detector | undefined;
   if (!forwarding) {
-    const dirs = [SHIPPED_RULES_DIR, ...(config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [])];
-    const sigma = config.K8S_AUDIT_SIGMA_DIR ? loadSigmaRules([config.K8S_AUDIT_SIGMA_DIR]) : [];
-    const pack = loadRulePack(dirs);
-    detector = new Detector([...pack.rules, ...sigma], { windowRules: pack.windowRules });
+    const pack = loadDetection(detectionDirs(config));
+    detector = new Detector(pack.rules, { windowRules: pack.windowRules });
   }
 
   if (flags.toKafka) {
@@ -148,7 +147,7 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
   }
   if (!forwarding && !flags.out && !flags.case) {
     alertHandlers.push((batch) => {
-      stdout.write(batch.map((a) => (stdout.isTTY ? formatAlertLine(a, true) : JSON.stringify(a))).join("\n") + "\n");
+      stdout.write(`${batch.map((a) => (stdout.isTTY ? formatAlertLine(a, true) : JSON.stringify(a))).join("\n")}\n`);
     });
   }
 

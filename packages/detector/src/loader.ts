@@ -7,7 +7,7 @@ import type { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, type Predicate, requiredValues } from "./condition.js";
 import { type Exceptions, LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
 import type { CompiledWindowRule } from "./windows/engine.js";
-import { type WindowRuleDefinition, WindowRuleSchema } from "./windows/window-rule.js";
+import { admissionCondition, type TimedRuleDefinition, TimedRuleSchema } from "./windows/window-rule.js";
 
 /** The rule pack shipped with the product. */
 export const SHIPPED_RULES_DIR = fileURLToPath(new URL("../rules", import.meta.url));
@@ -61,6 +61,23 @@ function yamlFiles(dir: string): string[] {
   return out;
 }
 
+/** Compiles a timed rule's conditions (admission, ratio, steps) against the pack's lists and macros. */
+export function compileTimedRule(
+  definition: TimedRuleDefinition,
+  source: string,
+  ctx: CompileContext,
+  isSystemComponent?: Predicate,
+): CompiledWindowRule {
+  return {
+    definition,
+    source,
+    matches: compileCondition(admissionCondition(definition), ctx),
+    ...(definition.exclude_system_components && isSystemComponent ? { isSystemComponent } : {}),
+    ...(definition.kind === "window" && definition.ratio ? { ratio: compileCondition(definition.ratio.condition, ctx) } : {}),
+    ...(definition.kind === "sequence" ? { steps: definition.steps.map((s) => compileCondition(s.condition, ctx)) } : {}),
+  };
+}
+
 /**
  * Loads every YAML file under the given folders (shipped pack first, site folders after). A document with `lists` or
  * `macros` is a library; any other document is one rule. All problems are collected and reported together, each naming
@@ -74,7 +91,7 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
 export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: CompiledRule[]; windowRules: CompiledWindowRule[] } {
   const problems: string[] = [];
   const definitions: { definition: RuleDefinition; source: string }[] = [];
-  const windowDefinitions: { definition: WindowRuleDefinition; source: string }[] = [];
+  const windowDefinitions: { definition: TimedRuleDefinition; source: string }[] = [];
   const lists = new Map<string, (string | number | boolean)[]>();
   const siteExceptions: (Exceptions & { rule: string })[] = [];
   const macros = new Map<string, z.infer<typeof LibrarySchema>["macros"][string]>();
@@ -101,8 +118,8 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
           }
           continue;
         }
-        if (typeof raw === "object" && (raw as { kind?: unknown }).kind === "window") {
-          const windowRule = WindowRuleSchema.safeParse(raw);
+        if (typeof raw === "object" && "kind" in raw) {
+          const windowRule = TimedRuleSchema.safeParse(raw);
           const wid = String((raw as { id?: unknown }).id ?? "(no id)");
           if (!windowRule.success) problems.push(...issueLines(windowRule.error).map((p) => `${file}: rule ${wid}: ${p}`));
           else windowDefinitions.push({ definition: windowRule.data, source });
@@ -151,9 +168,8 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     }
     seen.set(definition.id, source);
     try {
-      const matches = compileCondition(definition.condition ?? { field: "auditID", exists: true }, ctx);
       if (definition.exclude_system_components) isSystemComponent ??= compileCondition({ macro: "system_component" }, ctx);
-      windowRules.push({ definition, source, matches, ...(definition.exclude_system_components ? { isSystemComponent } : {}) });
+      windowRules.push(compileTimedRule(definition, source, ctx, isSystemComponent));
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }

@@ -1,6 +1,5 @@
 import {
   type Alert,
-  AuditEventSchema,
   type Bus,
   type BusMessage,
   type Logger,

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadRules, RuleLoadError, runRuleTests, SHIPPED_RULES_DIR } from "../src/index.js";
+import { loadRulePack, loadRules, RuleLoadError, runRuleTests, runTimedRuleTests, SHIPPED_RULES_DIR } from "../src/index.js";
 
 describe("shipped rule pack", () => {
   const rules = loadRules();
@@ -11,6 +11,14 @@ describe("shipped rule pack", () => {
     expect(rules.length).toBeGreaterThan(0);
     const failures = runRuleTests(rules).flatMap((r) => r.failures.map((f) => `${r.rule}: ${f}`));
     expect(failures).toEqual([]);
+  });
+
+  it("every timed rule (windows, sequences, silence) passes its own inline cases", () => {
+    const { windowRules } = loadRulePack();
+    const results = runTimedRuleTests(windowRules);
+    expect(results.map((r) => r.rule).sort()).toEqual(windowRules.map((r) => r.definition.id).sort());
+    expect(results.flatMap((r) => r.failures.map((f) => `${r.rule}: ${f}`))).toEqual([]);
+    for (const r of results) expect(r.passed, r.rule).toBeGreaterThanOrEqual(2);
   });
 });
 

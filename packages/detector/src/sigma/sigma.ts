@@ -2,13 +2,15 @@ import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { issueLines, type Severity } from "@k8s-audit/core";
-import { parse } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { z } from "zod";
-import { type CompileContext, type Condition, compileCondition, requiredValues } from "../condition.js";
+import { type CompileContext, type Condition, compileCondition } from "../condition.js";
 import type { CompiledRule } from "../loader.js";
 import { TACTICS } from "../mitre.js";
 import { RuleSchema } from "../rule.js";
+import type { CompiledWindowRule } from "../windows/engine.js";
 import { parseSigmaCondition, type SigmaExpr } from "./condition-parser.js";
+import { compileSigmaCorrelation, generatesBaseAlerts, type SigmaCorrelation, SigmaCorrelationSchema } from "./correlation.js";
 
 /**
  * Sigma rules for Kubernetes audit logs (`logsource: product: kubernetes, service: audit`), loaded unmodified and
@@ -144,6 +146,33 @@ const SigmaTestsSchema = z
   .strict();
 type SigmaTests = z.infer<typeof SigmaTestsSchema>;
 
+/** What the engine's rules say about themselves, from a Sigma document's title, id, level, tags and references. */
+export function sigmaMetadata(
+  rule: { title: string; id?: string; description?: string; level: keyof typeof LEVELS; tags?: string[]; references?: string[] },
+  source: string,
+) {
+  const tags = rule.tags ?? [];
+  const techniques = tags.filter((t) => /^attack\.t\d{4}(\.\d{3})?$/i.test(t)).map((t) => t.slice(7).toUpperCase());
+  const tactics = tags
+    .map((t) =>
+      TACTIC_BY_NAME.get(
+        t
+          .replace(/^attack\./i, "")
+          .toLowerCase()
+          .replace(/_/g, "-"),
+      ),
+    )
+    .filter((t): t is string => Boolean(t));
+  return {
+    id: `sigma.${(rule.id ?? source).toLowerCase().replace(/[^a-z0-9_.-]/g, "-")}`,
+    name: rule.title,
+    description: rule.description?.trim() || rule.title,
+    severity: LEVELS[rule.level] as Severity,
+    threat: { tactics: tactics.length ? [...new Set(tactics)] : ["TA0007"], techniques: techniques.map((t) => ({ id: t, name: t })) },
+    references: (rule.references ?? []).filter((r) => /^https?:\/\//.test(r)),
+  };
+}
+
 /**
  * Translates one parsed Sigma document into a compiled rule; throws with the reason. Test events, when the rule has
  * them (a `<name>.tests.yaml` beside it), travel with it like a native rule's.
@@ -160,26 +189,8 @@ export function compileSigmaRule(doc: unknown, source: string, tests?: SigmaTest
   );
   const condition: Condition = conditions.length === 1 ? (conditions[0] as Condition) : { any: conditions };
 
-  const tags = rule.tags ?? [];
-  const techniques = tags.filter((t) => /^attack\.t\d{4}(\.\d{3})?$/i.test(t)).map((t) => t.slice(7).toUpperCase());
-  const tactics = tags
-    .map((t) =>
-      TACTIC_BY_NAME.get(
-        t
-          .replace(/^attack\./i, "")
-          .toLowerCase()
-          .replace(/_/g, "-"),
-      ),
-    )
-    .filter((t): t is string => Boolean(t));
-  const id = `sigma.${(rule.id ?? source).toLowerCase().replace(/[^a-z0-9_.-]/g, "-")}`;
   const definition = RuleSchema.parse({
-    id,
-    name: rule.title,
-    description: rule.description?.trim() || rule.title,
-    severity: LEVELS[rule.level],
-    threat: { tactics: tactics.length ? [...new Set(tactics)] : ["TA0007"], techniques: techniques.map((t) => ({ id: t, name: t })) },
-    references: (rule.references ?? []).filter((r) => /^https?:\/\//.test(r)),
+    ...sigmaMetadata(rule, source),
     // Sigma rules state response codes themselves when they care; system components are not excluded (unmodified semantics).
     outcome: "any",
     exclude_system_components: false,
@@ -188,7 +199,8 @@ export function compileSigmaRule(doc: unknown, source: string, tests?: SigmaTest
   });
   const ctx: CompileContext = { lists: new Map(), macros: new Map() };
   return {
-    definition: { ...definition, version: "sigma" },
+    // Rules without a tests file carry none (runRuleTests skips them).
+    definition: { ...definition, version: "sigma", tests: tests ?? { fire: [], quiet: [] } },
     source,
     matches: compileCondition(condition, ctx),
     exceptions: { users: [], groups: [], namespaces: [], images: [], user_agents: [] },
@@ -205,21 +217,65 @@ function sigmaFiles(dir: string): string[] {
   return out;
 }
 
-/** Loads every Sigma rule under the folders; all problems are reported together, each with its file and reason. */
-export function loadSigmaRules(dirs: string[]): CompiledRule[] {
+/**
+ * Loads every Sigma rule under the folders; all problems are reported together, each with its file and reason. A file
+ * may hold several documents (base rules and the correlations that name them). Correlations become timed rules; the
+ * rules they name stop alerting on their own unless the correlation says `generate: true`.
+ */
+export function loadSigmaPack(dirs: string[]): { rules: CompiledRule[]; windowRules: CompiledWindowRule[] } {
   const rules: CompiledRule[] = [];
   const problems: string[] = [];
+  const bases = new Map<string, CompiledRule>();
+  const correlations: { doc: SigmaCorrelation; source: string; file: string; tests: unknown }[] = [];
   for (const dir of dirs) {
     for (const file of sigmaFiles(dir)) {
       try {
+        const source = relative(dir, file);
         const testsFile = file.replace(/\.ya?ml$/, ".tests.yaml");
-        const tests = existsSync(testsFile) ? SigmaTestsSchema.parse(parse(readFileSync(testsFile, "utf8"))) : undefined;
-        rules.push(compileSigmaRule(parse(readFileSync(file, "utf8")), relative(dir, file), tests));
+        const rawTests: unknown = existsSync(testsFile) ? parse(readFileSync(testsFile, "utf8")) : undefined;
+        const docs = parseAllDocuments(readFileSync(file, "utf8"));
+        const parsedDocs = (Array.isArray(docs) ? docs : [docs]).map((d) => {
+          if (d.errors.length > 0) throw new Error(`YAML: ${d.errors[0]?.message}`);
+          return d.toJS() as unknown;
+        });
+        const hasCorrelation = parsedDocs.some((d) => typeof d === "object" && d !== null && "correlation" in d);
+        for (const doc of parsedDocs) {
+          if (doc === null || doc === undefined) continue;
+          if (typeof doc === "object" && "correlation" in doc) {
+            const correlation = SigmaCorrelationSchema.safeParse(doc);
+            if (!correlation.success) throw new Error(issueLines(correlation.error).join("; "));
+            correlations.push({ doc: correlation.data, source, file, tests: rawTests });
+            continue;
+          }
+          // In a file with a correlation, the tests file is the correlation's.
+          const tests = rawTests !== undefined && !hasCorrelation ? SigmaTestsSchema.parse(rawTests) : undefined;
+          const rule = compileSigmaRule(doc, source, tests);
+          rules.push(rule);
+          const { name, id } = doc as { name?: unknown; id?: unknown };
+          if (typeof name === "string") bases.set(name, rule);
+          if (typeof id === "string") bases.set(id, rule);
+        }
       } catch (err) {
         problems.push(`${file}: ${(err as Error).message}`);
       }
     }
   }
+  const silenced = new Set<CompiledRule>();
+  const windowRules: CompiledWindowRule[] = [];
+  for (const { doc, source, file, tests } of correlations) {
+    try {
+      const fieldPath = (f: string) => (SIGMA_FIELD_MAPPINGS[f]?.length === 1 ? (SIGMA_FIELD_MAPPINGS[f]?.[0] as string) : f);
+      windowRules.push(compileSigmaCorrelation(doc, source, bases, sigmaMetadata(doc, source), tests, fieldPath));
+      if (!generatesBaseAlerts(doc)) for (const name of doc.correlation.rules) silenced.add(bases.get(name) as CompiledRule);
+    } catch (err) {
+      problems.push(`${file}: ${(err as Error).message}`);
+    }
+  }
   if (problems.length > 0) throw new SigmaLoadError(problems);
-  return rules;
+  return { rules: rules.filter((r) => !silenced.has(r)), windowRules };
+}
+
+/** The per-event Sigma rules (correlations need the window engine: see loadSigmaPack). */
+export function loadSigmaRules(dirs: string[]): CompiledRule[] {
+  return loadSigmaPack(dirs).rules;
 }

@@ -1,30 +1,57 @@
-import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
+import { type Alert, type AuditEvent, alertId, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
 import { threatOf } from "../alert-builder.js";
 import { compileVisitor, type Predicate, pathSegments } from "../condition.js";
-import type { WindowRuleDefinition } from "./window-rule.js";
+import {
+  addToBucket,
+  type Bucket,
+  type EventFacts,
+  factsOf,
+  mergeBucket,
+  newBucket,
+  type PartialRecord,
+  topContributors,
+} from "./bucket.js";
+import { CountMinSketch } from "./sketch.js";
+import type { TimedRuleDefinition } from "./window-rule.js";
 
 export interface CompiledWindowRule {
-  readonly definition: WindowRuleDefinition;
+  readonly definition: TimedRuleDefinition;
   readonly source: string;
-  /** The rule's own condition. */
+  /** Whether the rule counts the event at all (sequences: any step matches). */
   readonly matches: Predicate;
   /** The system_component macro, when the rule excludes system components: one shared predicate, tested once per event. */
   readonly isSystemComponent?: Predicate;
+  /** Ratio rules: the events that count towards the share (e.g. 429 responses). */
+  readonly ratio?: Predicate;
+  /** Sequence rules: one predicate per step. */
+  readonly steps?: readonly Predicate[];
 }
 
-interface Bucket {
-  count: number;
-  distinct?: Set<string>;
-  verbs: Map<string, number>;
-  resources: Map<string, number>;
-  ips: Map<string, number>;
-  auditIDs: string[];
-  first: AuditEvent;
+export interface WindowEngineOptions {
+  /** Exact keys per rule and window; later keys are counted in a sketch and promoted once they reach the rule's floor. */
+  maxKeysPerWindow?: number;
+  /** Keys remembered across windows per rule (baselines, sequence progress, silence); least recently seen go first. */
+  maxTrackedKeys?: number;
+  /** Wall clock for silence (ms since the epoch). */
+  clock?: () => number;
 }
 
-interface Baseline {
-  average: number;
-  lastWindow: number;
+export interface WindowStats {
+  /** Events older than their window's lateness allowance, dropped. */
+  lateEvents: number;
+  /** Keys forgotten because a rule tracked its maximum (baselines, sequence progress, silence). */
+  evictedKeys: number;
+  /** Events counted only in a window's sketch (the long tail beyond the exact keys). */
+  sketchedEvents: number;
+  /** Tail keys that reached a rule's floor and became exact buckets (heavy hitters). */
+  promotedKeys: number;
+  /** Events of tail keys that a sketch cannot count (distinct, ratio, sequence and silence rules), dropped. */
+  droppedEvents: number;
+}
+
+interface ChainLink {
+  start: number;
+  ids: string[];
 }
 
 interface RuleState {
@@ -34,16 +61,23 @@ interface RuleState {
   distinctOf?: (e: AuditEvent) => string | undefined;
   /** Open windows by start time, each with its buckets by key. */
   windows: Map<number, Map<string, Bucket>>;
-  baselines: Map<string, Baseline>;
-  firstWindow?: number;
+  sketches: Map<number, CountMinSketch>;
+  /** Window rules with a baseline: each key's moving average. */
+  baselines: Map<string, { average: number; lastWindow: number }>;
+  /** Sequence rules: per key, the newest chain that reached each step. */
+  chains: Map<string, (ChainLink | undefined)[]>;
+  /** Silence rules: per key, the newest event in closed windows, and the newest event and wall time of any arrival. */
+  lastClosed: Map<string, number>;
+  arrivals: Map<string, { facts: EventFacts; wall: number }>;
+  reported: Map<string, number>;
   /** Start of the oldest open window, so most events cost one comparison to know nothing closes. */
   oldestOpen: number;
 }
 
-const MAX_DISTINCT = 10_000;
 /** Shared empty result: most events close no window, and a fresh array per event is garbage to collect. */
 const NO_ALERTS: Alert[] = [];
-const MAX_SAMPLE_IDS = 20;
+/** Sequences and silence are bucketed by minute; the same one-window lateness applies. */
+const SEQUENCE_BUCKET_MS = 60_000;
 
 /** The first value a path reaches, as a string: a plain property walk, falling back to the any-element visitor at arrays. */
 function firstValue(path: string): (e: AuditEvent) => string | undefined {
@@ -83,109 +117,217 @@ function keyFunction(parts: ((e: AuditEvent) => string | undefined)[]): (e: Audi
   };
 }
 
-const bump = (m: Map<string, number>, k: string | undefined, weight: number) => {
-  if (k !== undefined) m.set(k, (m.get(k) ?? 0) + weight);
-};
-const top = (m: Map<string, number>, n = 3) =>
-  [...m]
-    .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-    .slice(0, n)
-    .map(([k, c]) => `${k}=${c}`)
-    .join(",");
+function windowLength(definition: TimedRuleDefinition): number {
+  if (definition.kind === "window") return definition.window * 1000;
+  if (definition.kind === "silence") return definition.gap * 1000;
+  return SEQUENCE_BUCKET_MS;
+}
+
+/** Least recently updated first: re-inserting moves a key to the end. */
+function touch<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+}
 
 /**
- * Event-time tumbling windows for the windowed rules. A window closes once the stream's event time (the watermark: the
- * newest stageTimestamp seen) is one window past its end, so events arriving out of order by up to a window change
- * nothing; later ones are counted as late and dropped. Each key's baseline is a moving average over its past windows
- * (windows it was absent from count as zero), updated in window order, so the same input gives the same alerts however
- * it is ordered or replayed.
+ * Event-time windows for the timed rules (counts, sequences, silence). A window closes once the watermark (the stream's
+ * event time) is one window past its end, so events arriving out of order by up to a window change nothing; later ones
+ * are counted as late and dropped. Windows close in time order and keys are visited in sorted order, so baselines,
+ * sequences and alert ids are the same however the input is ordered, replayed or partitioned.
+ *
+ * Used three ways: `offer` (one process sees everything: embedded, replay), or split for scale-out: `collect` +
+ * `drainPartials` on the instance that reads events, `merge` + `advance` on the instance that owns the key's partition.
  */
 export class WindowEngine {
   private readonly states: RuleState[];
+  private readonly byId = new Map<string, RuleState>();
   private watermark = Number.NEGATIVE_INFINITY;
-  lateEvents = 0;
-  evictedKeys = 0;
+  /** The earliest event time seen: warm-up counts windows from here. */
+  private streamStart = Number.POSITIVE_INFINITY;
+  readonly stats: WindowStats = { lateEvents: 0, evictedKeys: 0, sketchedEvents: 0, promotedKeys: 0, droppedEvents: 0 };
 
   constructor(
     rules: readonly CompiledWindowRule[],
-    private readonly options: { maxKeysPerRule?: number } = {},
+    private readonly options: WindowEngineOptions = {},
   ) {
-    this.states = rules.map((rule) => ({
-      rule,
-      windowMs: rule.definition.window * 1000,
-      keyOf: keyFunction(rule.definition.group_by.map(firstValue)),
-      distinctOf: rule.definition.distinct ? firstValue(rule.definition.distinct) : undefined,
-      windows: new Map(),
-      baselines: new Map(),
-      oldestOpen: Number.POSITIVE_INFINITY,
-    }));
+    this.states = rules.map((rule) => {
+      const d = rule.definition;
+      const state: RuleState = {
+        rule,
+        windowMs: windowLength(d),
+        keyOf: keyFunction(d.group_by.map(firstValue)),
+        distinctOf: d.kind === "window" && d.distinct ? firstValue(d.distinct) : undefined,
+        windows: new Map(),
+        sketches: new Map(),
+        baselines: new Map(),
+        chains: new Map(),
+        lastClosed: new Map(),
+        arrivals: new Map(),
+        reported: new Map(),
+        oldestOpen: Number.POSITIVE_INFINITY,
+      };
+      this.byId.set(d.id, state);
+      return state;
+    });
   }
 
   get rules(): readonly CompiledWindowRule[] {
     return this.states.map((s) => s.rule);
   }
 
+  /** One process, whole stream: counts the event and closes the windows its time has passed. */
   offer(event: AuditEvent): Alert[] {
     const time = Date.parse(eventTime(event));
     if (Number.isNaN(time)) return NO_ALERTS;
-    // Whether the event comes from a system component: computed at most once per event (no closure on the hot path).
+    this.collect(event, time);
+    if (time <= this.watermark) return NO_ALERTS;
+    return this.advance(time);
+  }
+
+  /** Counts the event into its open windows without closing any. */
+  collect(event: AuditEvent, time = Date.parse(eventTime(event))): void {
+    if (Number.isNaN(time)) return;
+    if (time < this.streamStart) this.streamStart = time;
+    // Whether the event comes from a system component, and its facts: computed at most once per event.
     let system: boolean | undefined;
+    let facts: EventFacts | undefined;
     for (const state of this.states) {
-      const start = Math.floor(time / state.windowMs) * state.windowMs;
-      // Too late: its window has already been closed and reported.
-      if (!state.rule.matches(event)) continue;
-      if (state.rule.isSystemComponent) {
-        system ??= state.rule.isSystemComponent(event);
+      const rule = state.rule;
+      if (!rule.matches(event)) continue;
+      if (rule.isSystemComponent) {
+        system ??= rule.isSystemComponent(event);
         if (system) continue;
       }
+      const start = Math.floor(time / state.windowMs) * state.windowMs;
+      // Too late: its window has already been closed and reported.
       if (start + 2 * state.windowMs <= this.watermark) {
-        this.lateEvents++;
+        this.stats.lateEvents++;
         continue;
       }
       const key = state.keyOf(event);
       if (key === undefined) continue;
-      let buckets = state.windows.get(start);
-      if (!buckets) {
-        buckets = new Map();
-        state.windows.set(start, buckets);
-        if (start < state.oldestOpen) state.oldestOpen = start;
+      facts ??= factsOf(event, time);
+      const bucket = this.bucketFor(state, start, key, facts, 1);
+      if (!bucket) continue;
+      let steps: number[] | undefined;
+      if (rule.steps) {
+        steps = [];
+        for (let i = 0; i < rule.steps.length; i++) if ((rule.steps[i] as Predicate)(event)) steps.push(i);
       }
-      let bucket = buckets.get(key);
-      if (!bucket) {
-        bucket = {
-          count: 0,
-          verbs: new Map(),
-          resources: new Map(),
-          ips: new Map(),
-          auditIDs: [],
-          first: event,
-          ...(state.distinctOf ? { distinct: new Set<string>() } : {}),
-        };
-        buckets.set(key, bucket);
-      }
-      bucket.count++;
-      if (bucket.distinct && bucket.distinct.size < MAX_DISTINCT) {
-        const v = state.distinctOf?.(event);
-        if (v !== undefined) bucket.distinct.add(v);
-      }
-      // Top contributors: exact for the first 64 events of a bucket, then every 4th event weighted 4: floods are
-      // where the per-event cost matters, and their proportions survive sampling.
-      if (bucket.count <= 64 || (bucket.count & 3) === 0) {
-        const weight = bucket.count <= 64 ? 1 : 4;
-        bump(bucket.verbs, event.verb, weight);
-        bump(bucket.resources, event.objectRef?.resource, weight);
-        bump(bucket.ips, trustedSourceIP(event), weight);
-      }
-      if (bucket.auditIDs.length < MAX_SAMPLE_IDS) bucket.auditIDs.push(event.auditID);
+      addToBucket(bucket, facts, state.distinctOf?.(event), rule.ratio ? rule.ratio(event) : false, steps);
+      if (rule.definition.kind === "silence") this.arrived(state, key, facts);
     }
-    if (time <= this.watermark) return NO_ALERTS;
-    this.watermark = time;
+  }
+
+  /** Takes every open bucket as a partial record (the reading side of a scale-out deployment), leaving none open. */
+  drainPartials(): PartialRecord[] {
+    const out: PartialRecord[] = [];
+    for (const state of this.states) {
+      for (const [start, buckets] of state.windows)
+        for (const [key, bucket] of buckets) out.push({ rule: state.rule.definition.id, key, start, bucket });
+      state.windows.clear();
+      state.sketches.clear();
+      state.arrivals.clear();
+      state.oldestOpen = Number.POSITIVE_INFINITY;
+    }
+    return out;
+  }
+
+  /** Adds another instance's partial bucket (the owning side of a scale-out deployment). */
+  merge(record: PartialRecord): void {
+    const state = this.byId.get(record.rule);
+    if (!state) return;
+    const from = record.bucket;
+    if (from.minTime < this.streamStart) this.streamStart = from.minTime;
+    if (record.start + 2 * state.windowMs <= this.watermark) {
+      this.stats.lateEvents += from.count;
+      return;
+    }
+    const bucket = this.bucketFor(state, record.start, record.key, from.first, from.count, from);
+    if (bucket && bucket !== from) mergeBucket(bucket, from);
+    if (bucket && state.rule.definition.kind === "silence") {
+      const newest = from.maxTime >= from.first.time ? { ...from.first, time: from.maxTime } : from.first;
+      this.arrived(state, record.key, newest);
+    }
+  }
+
+  /** Notes stream time seen elsewhere (a tick from the reading side), for warm-up. */
+  noteStreamTime(time: number): void {
+    if (time < this.streamStart) this.streamStart = time;
+  }
+
+  /** Moves the watermark forward (never back) and closes the windows it has passed by more than their lateness. */
+  advance(watermark: number): Alert[] {
+    if (watermark > this.watermark) this.watermark = watermark;
     return this.close((start, windowMs) => start + 2 * windowMs <= this.watermark);
   }
 
-  /** Closes every open window (end of a replay). */
+  /** Closes every open window (end of a replay or a test). */
   flush(): Alert[] {
     return this.close(() => true);
+  }
+
+  /** Silence by the clock: keys whose last arrival is older than their rule's gap, each reported once per silence. */
+  idle(now = (this.options.clock ?? Date.now)()): Alert[] {
+    const alerts: Alert[] = [];
+    for (const state of this.states) {
+      const def = state.rule.definition;
+      if (def.kind !== "silence") continue;
+      for (const [key, { facts, wall }] of state.arrivals) {
+        if (now - wall <= def.gap * 1000 || state.reported.get(key) === facts.time) continue;
+        state.reported.set(key, facts.time);
+        alerts.push(this.silenceAlert(state, key, facts, facts.time, now));
+      }
+    }
+    return alerts;
+  }
+
+  private arrived(state: RuleState, key: string, facts: EventFacts): void {
+    const previous = state.arrivals.get(key);
+    const newest = previous && previous.facts.time > facts.time ? previous.facts : facts;
+    touch(state.arrivals, key, { facts: newest, wall: (this.options.clock ?? Date.now)() });
+    this.evict(state.arrivals);
+  }
+
+  /**
+   * The key's bucket in the window, created if the window still has room. Past the cap, the key is counted in the
+   * window's sketch and gets a bucket only once its estimate reaches the rule's floor.
+   */
+  private bucketFor(state: RuleState, start: number, key: string, facts: EventFacts, weight: number, ready?: Bucket): Bucket | undefined {
+    let buckets = state.windows.get(start);
+    if (!buckets) {
+      buckets = new Map();
+      state.windows.set(start, buckets);
+      if (start < state.oldestOpen) state.oldestOpen = start;
+    }
+    const existing = buckets.get(key);
+    if (existing) return existing;
+    const def = state.rule.definition;
+    const withDistinct = def.kind === "window" && def.distinct !== undefined;
+    let bucket: Bucket | undefined;
+    if (buckets.size < (this.options.maxKeysPerWindow ?? 10_000)) {
+      bucket = ready ?? newBucket(facts, withDistinct);
+    } else if (def.kind !== "window" || def.distinct !== undefined || def.ratio !== undefined) {
+      this.stats.droppedEvents += weight;
+      return undefined;
+    } else {
+      let sketch = state.sketches.get(start);
+      if (!sketch) {
+        sketch = new CountMinSketch();
+        state.sketches.set(start, sketch);
+      }
+      const estimate = sketch.add(key, weight);
+      if (estimate < def.threshold.min) {
+        this.stats.sketchedEvents += weight;
+        return undefined;
+      }
+      // A heavy hitter in the tail: exact from here on, starting from the sketch's (never low) estimate.
+      this.stats.promotedKeys++;
+      bucket = newBucket(facts, false);
+      bucket.count = estimate - weight;
+    }
+    buckets.set(key, bucket);
+    return bucket;
   }
 
   private close(due: (start: number, windowMs: number) => boolean): Alert[] {
@@ -196,58 +338,209 @@ export class WindowEngine {
       for (const start of starts) {
         const buckets = state.windows.get(start) as Map<string, Bucket>;
         state.windows.delete(start);
-        state.firstWindow ??= start;
-        alerts.push(...this.evaluateWindow(state, start, buckets));
+        state.sketches.delete(start);
+        const found = this.evaluate(state, start, buckets);
+        alerts.push(...found);
       }
-      state.oldestOpen = Math.min(Number.POSITIVE_INFINITY, ...state.windows.keys());
+      state.oldestOpen = Number.POSITIVE_INFINITY;
+      for (const s of state.windows.keys()) if (s < state.oldestOpen) state.oldestOpen = s;
     }
+    return alerts.length ? alerts : NO_ALERTS;
+  }
+
+  private evaluate(state: RuleState, start: number, buckets: Map<string, Bucket>): Alert[] {
+    const alerts: Alert[] = [];
+    // Keys in a stable order, so what is remembered and evicted does not depend on arrival order.
+    const keys = [...buckets.keys()].sort();
+    const def = state.rule.definition;
+    for (const key of keys) {
+      const bucket = buckets.get(key) as Bucket;
+      const alert =
+        def.kind === "window"
+          ? this.evaluateCount(state, def, start, key, bucket)
+          : def.kind === "sequence"
+            ? this.evaluateSequence(state, def, key, bucket)
+            : this.evaluateSilence(state, def, key, bucket);
+      if (alert) alerts.push(...alert);
+    }
+    if (state.baselines.size) this.evict(state.baselines);
+    if (state.chains.size) this.evict(state.chains);
+    if (state.lastClosed.size) this.evict(state.lastClosed);
     return alerts;
   }
 
-  private evaluateWindow(state: RuleState, start: number, buckets: Map<string, Bucket>): Alert[] {
-    const def = state.rule.definition;
+  private evaluateCount(
+    state: RuleState,
+    def: Extract<TimedRuleDefinition, { kind: "window" }>,
+    start: number,
+    key: string,
+    bucket: Bucket,
+  ): Alert[] | undefined {
     const t = def.threshold;
-    const alerts: Alert[] = [];
-    const learnedWindows = (start - (state.firstWindow ?? start)) / state.windowMs;
-    // Keys in a stable order, so baseline evictions do not depend on arrival order.
-    for (const key of [...buckets.keys()].sort()) {
-      const bucket = buckets.get(key) as Bucket;
-      const value = bucket.distinct ? bucket.distinct.size : bucket.count;
+    const value = bucket.distinct ? bucket.distinct.size : def.ratio ? bucket.hits : bucket.count;
+    let baseline = 0;
+    let aboveBaseline = true;
+    if (t.baseline_factor !== undefined) {
+      const learnedWindows = (start - Math.floor(this.streamStart / state.windowMs) * state.windowMs) / state.windowMs;
       const past = state.baselines.get(key);
       const missed = past ? Math.max(0, (start - past.lastWindow) / state.windowMs - 1) : 0;
-      const baseline = past ? past.average * (1 - t.alpha) ** missed : 0;
-      const aboveBaseline = t.baseline_factor === undefined || (learnedWindows >= t.warmup && value >= t.baseline_factor * baseline);
-      if (value >= t.min && aboveBaseline) alerts.push(this.buildAlert(state, key, start, bucket, value, baseline));
-      state.baselines.delete(key);
-      state.baselines.set(key, { average: t.alpha * value + (1 - t.alpha) * baseline, lastWindow: start });
+      baseline = past ? past.average * (1 - t.alpha) ** missed : 0;
+      aboveBaseline = learnedWindows >= t.warmup && value >= t.baseline_factor * baseline;
+      touch(state.baselines, key, { average: t.alpha * value + (1 - t.alpha) * baseline, lastWindow: start });
     }
-    const cap = this.options.maxKeysPerRule ?? 50_000;
-    while (state.baselines.size > cap) {
-      const oldest = state.baselines.keys().next().value as string;
-      state.baselines.delete(oldest);
-      this.evictedKeys++;
-    }
-    return alerts;
+    const share = def.ratio ? bucket.hits / bucket.count : 1;
+    if (value < t.min || !aboveBaseline || (def.ratio && share < def.ratio.min)) return undefined;
+    const what = def.distinct
+      ? `${value} distinct ${def.distinct}`
+      : def.ratio
+        ? `${value} of ${bucket.count} requests (${(share * 100).toFixed(1)}%)`
+        : `${value} requests`;
+    const base = t.baseline_factor !== undefined ? ` (baseline ${baseline.toFixed(1)})` : "";
+    return [
+      this.buildAlert(
+        state,
+        key,
+        bucket.first,
+        start,
+        start + state.windowMs,
+        value,
+        `${key} made ${what} in ${def.window} s${base}`,
+        bucket.sample,
+        {
+          baseline: baseline.toFixed(2),
+          ...(def.ratio ? { share: share.toFixed(4), requests: String(bucket.count) } : {}),
+          top_verbs: topContributors(bucket, "verbs"),
+          top_resources: topContributors(bucket, "resources"),
+          top_source_ips: topContributors(bucket, "ips"),
+        },
+      ),
+    ];
   }
 
-  private buildAlert(state: RuleState, key: string, start: number, bucket: Bucket, value: number, baseline: number): Alert {
+  /** Runs the key's step hits of this window, in event-time order, through the progress carried from earlier windows. */
+  private evaluateSequence(
+    state: RuleState,
+    def: Extract<TimedRuleDefinition, { kind: "sequence" }>,
+    key: string,
+    bucket: Bucket,
+  ): Alert[] | undefined {
+    if (!bucket.steps?.length) return undefined;
+    const n = def.steps.length;
+    const within = def.within * 1000;
+    // Same event matching several steps: the later step first, so one event never completes a sequence by itself.
+    const hits = [...bucket.steps].sort(
+      (a, b) => a.time - b.time || (a.auditID < b.auditID ? -1 : a.auditID > b.auditID ? 1 : b.step - a.step),
+    );
+    const chain = state.chains.get(key) ?? new Array<ChainLink | undefined>(n).fill(undefined);
+    const alerts: Alert[] = [];
+    for (const hit of hits) {
+      let completed: ChainLink | undefined;
+      if (def.ordered) {
+        if (hit.step === 0) chain[0] = { start: hit.time, ids: [hit.auditID] };
+        else {
+          const before = chain[hit.step - 1];
+          if (before && hit.time - before.start <= within) {
+            chain[hit.step] = { start: before.start, ids: [...before.ids, hit.auditID] };
+            if (hit.step === n - 1) completed = chain[hit.step];
+          }
+        }
+      } else {
+        chain[hit.step] = { start: hit.time, ids: [hit.auditID] };
+        const links = chain.filter((l): l is ChainLink => l !== undefined && hit.time - l.start <= within);
+        if (links.length === n) {
+          const first = Math.min(...links.map((l) => l.start));
+          completed = { start: first, ids: links.sort((a, b) => a.start - b.start).flatMap((l) => l.ids) };
+        }
+      }
+      if (completed) {
+        chain.fill(undefined);
+        const names = def.steps.map((s) => s.name).join(" → ");
+        alerts.push(
+          this.buildAlert(
+            state,
+            key,
+            bucket.first,
+            completed.start,
+            hit.time,
+            n,
+            `${key}: ${names} within ${def.within} s`,
+            completed.ids,
+            {
+              steps: names,
+            },
+          ),
+        );
+      }
+    }
+    touch(state.chains, key, chain);
+    return alerts.length ? alerts : undefined;
+  }
+
+  /** A gap in event time before this window's first event (archived logs, or a live stream that resumed). */
+  private evaluateSilence(
+    state: RuleState,
+    def: Extract<TimedRuleDefinition, { kind: "silence" }>,
+    key: string,
+    bucket: Bucket,
+  ): Alert[] | undefined {
+    const last = state.lastClosed.get(key);
+    touch(state.lastClosed, key, Math.max(last ?? bucket.maxTime, bucket.maxTime));
+    if (last === undefined || bucket.minTime - last <= def.gap * 1000 || state.reported.get(key) === last) return undefined;
+    state.reported.set(key, last);
+    return [this.silenceAlert(state, key, bucket.first, last, bucket.minTime)];
+  }
+
+  private silenceAlert(state: RuleState, key: string, facts: EventFacts, lastTime: number, until: number): Alert {
     const def = state.rule.definition;
-    const event = bucket.first;
-    const cluster = event.cluster ?? "default";
-    const startIso = new Date(start).toISOString();
-    const endIso = new Date(start + state.windowMs).toISOString();
-    const what = def.distinct ? `${value} distinct ${def.distinct}` : `${value} requests`;
-    const base = def.threshold.baseline_factor !== undefined ? ` (baseline ${baseline.toFixed(1)})` : "";
-    const entities = ecsEntities(event);
+    const seconds = Math.round((until - lastTime) / 1000);
+    return this.buildAlert(
+      state,
+      key,
+      facts,
+      lastTime,
+      until,
+      1,
+      `${key} sent no audit events for ${seconds} s after ${new Date(lastTime).toISOString()} (gap allowed: ${"gap" in def ? def.gap : 0} s)`,
+      [facts.auditID],
+      { silent_seconds: String(seconds) },
+    );
+  }
+
+  private evict(map: Map<string, unknown>): void {
+    const cap = this.options.maxTrackedKeys ?? 50_000;
+    while (map.size > cap) {
+      map.delete(map.keys().next().value as string);
+      this.stats.evictedKeys++;
+    }
+  }
+
+  private buildAlert(
+    state: RuleState,
+    key: string,
+    facts: EventFacts,
+    startMs: number,
+    endMs: number,
+    count: number,
+    what: string,
+    auditIDs: string[],
+    labels: Record<string, string>,
+  ): Alert {
+    const def = state.rule.definition;
+    const cluster = facts.cluster;
+    const startIso = new Date(startMs).toISOString();
+    const endIso = new Date(endMs).toISOString();
+    const byPrincipal = def.group_by.includes("user.username") && facts.user;
+    const byAddress = def.group_by.includes("sourceIP") && facts.ip;
+    const byAgent = def.group_by.includes("userAgent") && facts.userAgent;
     return {
       "@timestamp": endIso,
-      message: `${def.name}: ${key} made ${what} in ${def.window} s${base}`,
+      message: `${def.name}: ${what}`,
       event: {
         kind: "alert",
         id: alertId(def.id, cluster, key, startIso),
         category: def.category,
         type: def.type,
-        action: event.verb,
+        action: facts.verb,
         outcome: "unknown",
         severity: SEVERITY_SCORES[def.severity],
         risk_score: def.risk_score ?? SEVERITY_SCORES[def.severity],
@@ -257,7 +550,7 @@ export class WindowEngine {
         created: endIso,
         start: startIso,
         end: endIso,
-        count: value,
+        count: Math.max(1, count),
       },
       rule: {
         id: def.id,
@@ -268,19 +561,21 @@ export class WindowEngine {
         version: def.version,
       },
       threat: threatOf(def.threat),
-      ...(def.group_by.includes("user.username") && event.user.username ? { user: { name: event.user.username } } : {}),
-      ...entities,
-      // The window spans many objects: only the cluster is common to all of them.
+      // Only what the key fixes is common to the window's events; the rest is in the top-contributor labels.
+      ...(byPrincipal ? { user: { name: facts.user } } : {}),
+      ...(byAddress ? { source: { ip: facts.ip as string } } : {}),
+      ...(byAgent ? { user_agent: { original: facts.userAgent as string } } : {}),
       orchestrator: { type: "kubernetes", cluster: { name: cluster } },
-      labels: {
-        window_key: key,
-        window_seconds: String(def.window),
-        baseline: baseline.toFixed(2),
-        top_verbs: top(bucket.verbs),
-        top_resources: top(bucket.resources),
-        top_source_ips: top(bucket.ips),
+      related: { user: byPrincipal ? [facts.user as string] : [], ip: byAddress ? [facts.ip as string] : [] },
+      labels: { window_key: key, window_seconds: String(state.windowMs / 1000), ...labels },
+      kubernetes: {
+        audit: {
+          auditID: auditIDs.length ? auditIDs : [facts.auditID],
+          verb: facts.verb,
+          requestURI: facts.requestURI,
+          stage: facts.stage,
+        },
       },
-      kubernetes: { audit: { auditID: bucket.auditIDs, verb: event.verb, requestURI: event.requestURI, stage: event.stage } },
     };
   }
 }
