@@ -1,5 +1,5 @@
 import { type Alert, type Config, createBus, type Logger, parseListen, type Subscription, topicsOf } from "@k8s-audit/core";
-import { Detector, loadDetection, startDetectorService } from "@k8s-audit/detector";
+import { Detector, loadDetection, startDetectorService, startWindowService } from "@k8s-audit/detector";
 import { createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
@@ -67,9 +67,24 @@ export async function startPipeline(options: {
     }
     if (stages.detect) {
       const pack = loadDetection(detectionDirs(config));
-      const detector = new Detector(pack.rules, { windowRules: pack.windowRules });
-      subscriptions.push(await startDetectorService({ bus, topics, detector, logger, onAlerts: options.onAlerts }));
-      logger.info({ rules: detector.rules.length }, "detector running");
+      // On Kafka the timed rules are repartitioned by key (any number of detector processes give the same answer);
+      // in one process the detector counts them itself.
+      const scaleOut = bus.kind === "kafka";
+      const detector = new Detector(pack.rules, scaleOut ? {} : { windowRules: pack.windowRules });
+      subscriptions.push(
+        await startDetectorService({
+          bus,
+          topics,
+          detector,
+          logger,
+          onAlerts: options.onAlerts,
+          ...(scaleOut ? { repartition: { windowRules: pack.windowRules } } : {}),
+        }),
+      );
+      if (scaleOut) {
+        subscriptions.push(await startWindowService({ bus, topics, windowRules: pack.windowRules, logger, onAlerts: options.onAlerts }));
+      }
+      logger.info({ rules: detector.rules.length, timedRules: pack.windowRules.length }, "detector running");
     }
     if (stages.ingest) {
       const listen = parseListen(config.K8S_AUDIT_LISTEN);

@@ -69,6 +69,8 @@ export const ConfigSchema = z.object({
   K8S_AUDIT_TOPIC_EVENTS: TopicName.default("k8s-audit.events"),
   K8S_AUDIT_TOPIC_ALERTS: TopicName.default("k8s-audit.alerts"),
   K8S_AUDIT_TOPIC_DEADLETTER: TopicName.default("k8s-audit.deadletter"),
+  /** Internal topic of the detectors' partial window counts, partitioned by rule and key (Kafka only). */
+  K8S_AUDIT_TOPIC_WINDOWS: TopicName.default("k8s-audit.windows"),
   K8S_AUDIT_RULES_DIR: z.string().optional(),
   K8S_AUDIT_SIGMA_DIR: z.string().optional(),
   ELASTICSEARCH_URL: Url.optional(),
@@ -120,7 +122,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, overrides: Conf
 }
 
 export function topicsOf(config: Config) {
-  return { events: config.K8S_AUDIT_TOPIC_EVENTS, alerts: config.K8S_AUDIT_TOPIC_ALERTS, deadLetter: config.K8S_AUDIT_TOPIC_DEADLETTER };
+  return {
+    events: config.K8S_AUDIT_TOPIC_EVENTS,
+    alerts: config.K8S_AUDIT_TOPIC_ALERTS,
+    deadLetter: config.K8S_AUDIT_TOPIC_DEADLETTER,
+    windows: config.K8S_AUDIT_TOPIC_WINDOWS,
+  };
 }
 
 /** Splits "host:port" into parts for listen(). */

@@ -14,6 +14,11 @@ export interface DetectorOptions {
 }
 
 const FINAL_STAGES = new Set(["ResponseComplete", "Panic"]);
+
+/** One request counts once in windows: its final stage only. */
+export function countsInWindows(event: AuditEvent): boolean {
+  return FINAL_STAGES.has(event.stage);
+}
 /** Never handed to callers: only compared by length and spread. */
 const NONE: readonly Alert[] = [];
 
@@ -62,8 +67,7 @@ export class Detector {
   }
 
   evaluate(event: AuditEvent, now?: Date): Alert[] {
-    // One request counts once in windows: its final stage only.
-    const windowed = this.windows && FINAL_STAGES.has(event.stage) ? this.windows.offer(event) : NONE;
+    const windowed = this.windows && countsInWindows(event) ? this.windows.offer(event) : NONE;
     const index = this.byStage.get(event.stage);
     if (!index) return windowed.length ? [...windowed] : [];
     const resource = event.objectRef?.resource;

@@ -192,6 +192,7 @@ export class KafkaBus implements Bus {
     eachBatch,
     partitionsConcurrently,
     maxBytesPerPartition,
+    onAssignment,
   }: ConsumeOptions): Promise<Subscription> {
     const consumer = this.kafka.consumer({
       groupId,
@@ -209,6 +210,9 @@ export class KafkaBus implements Bus {
         : {}),
     });
     this.consumers.add(consumer);
+    if (onAssignment) {
+      consumer.on(consumer.events.GROUP_JOIN, (e) => onAssignment([...(e.payload.memberAssignment[topic] ?? [])].sort((a, b) => a - b)));
+    }
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning });
     await consumer.run({
@@ -238,6 +242,17 @@ export class KafkaBus implements Bus {
         await consumer.disconnect();
       },
     };
+  }
+
+  async partitionCount(topic: string): Promise<number> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const metadata = await admin.fetchTopicMetadata({ topics: [topic] });
+      return metadata.topics[0]?.partitions.length ?? 0;
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   async ping(): Promise<boolean> {

@@ -36,9 +36,21 @@ export class MemoryBus implements Bus {
     const log = this.log(topic);
     const now = Date.now();
     for (const m of messages) {
-      log.messages.push({ ...m, topic, partition: 0, offset: String(log.messages.length), timestamp: now });
+      log.messages.push({
+        key: m.key,
+        value: m.value,
+        headers: m.headers,
+        topic,
+        partition: 0,
+        offset: String(log.messages.length),
+        timestamp: now,
+      });
     }
     for (const wake of log.waiters) wake();
+  }
+
+  async partitionCount(_topic: string): Promise<number> {
+    return 1;
   }
 
   /** Messages currently in a topic (for tests and the CLI's status output). */
@@ -46,8 +58,9 @@ export class MemoryBus implements Bus {
     return this.log(topic).messages;
   }
 
-  async consume({ topic, groupId, fromBeginning = true, eachBatch }: ConsumeOptions): Promise<Subscription> {
+  async consume({ topic, groupId, fromBeginning = true, eachBatch, onAssignment }: ConsumeOptions): Promise<Subscription> {
     const log = this.log(topic);
+    onAssignment?.([0]);
     const groupKey = `${groupId}\u0000${topic}`;
     if (!this.committed.has(groupKey)) this.committed.set(groupKey, fromBeginning ? 0 : log.messages.length);
     let running = true;

@@ -5,6 +5,8 @@
  */
 export interface BusMessage {
   key?: string;
+  /** Explicit partition (internal topics that address every partition, e.g. watermark ticks); else by key. */
+  partition?: number;
   value: string;
   headers?: Record<string, string>;
 }
@@ -25,6 +27,8 @@ export interface ConsumeOptions {
   partitionsConcurrently?: number;
   /** Bytes fetched per partition per batch; larger batches mean fewer, larger downstream requests. */
   maxBytesPerPartition?: number;
+  /** Called with the partitions this consumer owns after each group rebalance (Kafka); state for others is stale. */
+  onAssignment?: (partitions: number[]) => void;
   /** Called with each batch in order; offsets are committed only after it resolves. */
   eachBatch: (messages: ConsumedMessage[]) => Promise<void>;
 }
@@ -39,6 +43,8 @@ export interface Bus {
   ensureTopics(topics: string[]): Promise<void>;
   publish(topic: string, messages: BusMessage[]): Promise<void>;
   consume(options: ConsumeOptions): Promise<Subscription>;
+  /** How many partitions the topic has (1 for the in-memory bus). */
+  partitionCount(topic: string): Promise<number>;
   /** Is the backing store reachable right now? (readiness) */
   ping(): Promise<boolean>;
   close(): Promise<void>;
@@ -48,4 +54,6 @@ export interface Topics {
   events: string;
   alerts: string;
   deadLetter: string;
+  /** Internal: the detector's partial window counts, keyed by rule and key (scale-out only). */
+  windows?: string;
 }

@@ -1,0 +1,173 @@
+import type { Alert, Bus, Logger, Subscription, Topics } from "@k8s-audit/core";
+import { decodePartial } from "./bucket.js";
+import { type CompiledWindowRule, WindowEngine, type WindowEngineOptions, type WindowStats } from "./engine.js";
+
+/** "Events partition `source` (of `sources`) has been read up to event time `to`; this batch began at `from`." */
+export interface Tick {
+  source: number;
+  sources: number;
+  from: number;
+  to: number;
+}
+
+export const encodeTick = (tick: Tick): string => JSON.stringify({ tick });
+
+export interface WindowServiceOptions {
+  bus: Bus;
+  topics: Topics;
+  windowRules: readonly CompiledWindowRule[];
+  logger: Logger;
+  groupId?: string;
+  engine?: WindowEngineOptions;
+  /** A source (events partition) silent this long no longer holds the watermark back. */
+  idleSourceMs?: number;
+  /** How often idle sources and silence are checked. */
+  idleCheckMs?: number;
+  onAlerts?: (alerts: Alert[]) => void;
+  /** Called with this instance's partitions after each rebalance. */
+  onAssignment?: (partitions: number[]) => void;
+}
+
+export interface WindowService extends Subscription {
+  /** Summed over the partitions this instance owns. */
+  stats(): WindowStats;
+}
+
+/**
+ * One windows partition's state: its engine, and how far each events partition has been read. The watermark is the
+ * slowest source's progress (as Flink aligns input channels), so how many detector instances read the events, and
+ * how fast each is, does not change which events a window holds when it closes.
+ */
+class PartitionWindows {
+  readonly engine: WindowEngine;
+  private readonly sources = new Map<number, { to: number; wall: number }>();
+  private expected = 0;
+  private readonly created = Date.now();
+
+  constructor(
+    rules: readonly CompiledWindowRule[],
+    options: WindowEngineOptions | undefined,
+    private readonly idleSourceMs: number,
+  ) {
+    this.engine = new WindowEngine(rules, options);
+  }
+
+  tick(t: Tick, now: number): void {
+    const previous = this.sources.get(t.source)?.to ?? Number.NEGATIVE_INFINITY;
+    this.sources.set(t.source, { to: Math.max(previous, t.to), wall: now });
+    this.expected = t.sources;
+    this.engine.noteStreamTime(t.from);
+  }
+
+  /** The slowest active source's progress; sources silent for idleSourceMs (or never heard from) stop counting. */
+  watermark(now: number): number {
+    if (this.expected === 0) return Number.NEGATIVE_INFINITY;
+    let slowest = Number.POSITIVE_INFINITY;
+    let newest = Number.NEGATIVE_INFINITY;
+    for (let p = 0; p < this.expected; p++) {
+      const s = this.sources.get(p);
+      if (!s) {
+        if (now - this.created < this.idleSourceMs) return Number.NEGATIVE_INFINITY;
+        continue;
+      }
+      newest = Math.max(newest, s.to);
+      if (now - s.wall <= this.idleSourceMs) slowest = Math.min(slowest, s.to);
+    }
+    // Every source idle: the stream is quiet and what has arrived is all there is.
+    return Number.isFinite(slowest) ? slowest : newest;
+  }
+}
+
+/**
+ * The window stage of a scale-out deployment: reads the detectors' partial counts from the internal windows topic
+ * (partitioned by rule and key, so each key's state lives in exactly one partition), adds them up per partition,
+ * and publishes the alerts of windows the watermark has closed. Offsets are committed after the alerts are published.
+ * State is in memory: after a restart or rebalance, open windows start empty and baselines warm up again.
+ */
+export async function startWindowService(options: WindowServiceOptions): Promise<WindowService> {
+  const { bus, topics, logger } = options;
+  const windowsTopic = topics.windows;
+  if (!windowsTopic) throw new Error("the window stage needs topics.windows");
+  await bus.ensureTopics([windowsTopic, topics.alerts]);
+  const idleSourceMs = options.idleSourceMs ?? 30_000;
+  const partitions = new Map<number, PartitionWindows>();
+  const stateFor = (partition: number) => {
+    let state = partitions.get(partition);
+    if (!state) {
+      state = new PartitionWindows(options.windowRules, options.engine, idleSourceMs);
+      partitions.set(partition, state);
+    }
+    return state;
+  };
+  const publish = async (alerts: Alert[]) => {
+    if (alerts.length === 0) return;
+    await bus.publish(
+      topics.alerts,
+      alerts.map((a) => ({ key: a.event.id, value: JSON.stringify(a) })),
+    );
+    options.onAlerts?.(alerts);
+  };
+
+  const subscription = await bus.consume({
+    topic: windowsTopic,
+    groupId: options.groupId ?? "k8s-audit-windows",
+    onAssignment: (owned) => {
+      // A partition that moved away takes its state with it; if it comes back, it starts afresh.
+      for (const p of [...partitions.keys()]) if (!owned.includes(p)) partitions.delete(p);
+      options.onAssignment?.(owned);
+    },
+    eachBatch: async (messages) => {
+      const first = messages[0];
+      if (!first) return;
+      const state = stateFor(first.partition);
+      const now = Date.now();
+      for (const message of messages) {
+        let record: unknown;
+        try {
+          record = JSON.parse(message.value);
+        } catch {
+          logger.warn({ partition: message.partition, offset: message.offset }, "windows topic: record is not JSON; skipped");
+          continue;
+        }
+        if (typeof record === "object" && record !== null && "tick" in record) state.tick((record as { tick: Tick }).tick, now);
+        else state.engine.merge(decodePartial(record as Parameters<typeof decodePartial>[0]));
+      }
+      await publish(state.engine.advance(state.watermark(now)));
+    },
+  });
+
+  // Windows closed by the clock (idle sources) and silence: no offsets to hold back, so a failed publish is kept and retried.
+  let pending: Alert[] = [];
+  const timer = setInterval(() => {
+    const now = Date.now();
+    const alerts = [...pending, ...[...partitions.values()].flatMap((s) => [...s.engine.advance(s.watermark(now)), ...s.engine.idle(now)])];
+    pending = [];
+    publish(alerts).catch((err) => {
+      pending = alerts;
+      logger.warn({ err, alerts: alerts.length }, "window alerts not published; retried at the next check");
+    });
+  }, options.idleCheckMs ?? 5_000);
+  timer.unref();
+
+  const stats = (): WindowStats => {
+    const total: WindowStats = { lateEvents: 0, evictedKeys: 0, sketchedEvents: 0, promotedKeys: 0, droppedEvents: 0 };
+    for (const s of partitions.values()) for (const k of Object.keys(total) as (keyof WindowStats)[]) total[k] += s.engine.stats[k];
+    return total;
+  };
+  let reported = "";
+  const statsTimer = setInterval(() => {
+    const now = JSON.stringify(stats());
+    if (now !== reported) logger.info({ windows: stats() }, "window engine counters");
+    reported = now;
+  }, 60_000);
+  statsTimer.unref();
+
+  return {
+    stats,
+    stop: async () => {
+      clearInterval(timer);
+      clearInterval(statsTimer);
+      await subscription.stop();
+    },
+  };
+}
