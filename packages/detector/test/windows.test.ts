@@ -1,6 +1,6 @@
 import { type Alert, AuditEventSchema } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { Detector, loadRulePack } from "../src/index.js";
+import { Detector, decodePartial, encodePartial, loadRulePack, WindowEngine } from "../src/index.js";
 
 const pack = loadRulePack();
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
@@ -90,6 +90,134 @@ describe("windowed detections", () => {
     const rereads = Array.from({ length: 100 }, (_, i) => secret("app", "db-0", i));
     expect(byRule(run([...harvest, ...rereads]), "secret.read_burst").map((a) => [a.labels?.window_key, a.event.count])).toEqual([
       ["prod|harvester", 25],
+    ]);
+  });
+});
+
+const rule = (id: string) => {
+  const r = pack.windowRules.find((w) => w.definition.id === id);
+  if (!r) throw new Error(`no timed rule ${id}`);
+  return r;
+};
+const sortedByTime = (events: ReturnType<typeof req>[]) =>
+  [...events].sort((a, b) => (a.stageTimestamp as string).localeCompare(b.stageTimestamp as string));
+
+describe("scale-out: partial counts", () => {
+  it("gives the same alerts when three readers count partials and one owner adds them up", () => {
+    const controller = steady("system:serviceaccount:ops:reconciler", 900, 0, 10);
+    const input = sortedByTime([...controller, ...steady("script-bot", 3000, 4, 5)]);
+    const whole = run(input).map((a) => `${a.event.id}:${a.event.count}`);
+
+    const readers = [0, 1, 2].map(() => new WindowEngine(pack.windowRules));
+    const owner = new WindowEngine(pack.windowRules);
+    const alerts: Alert[] = [];
+    for (let i = 0; i < input.length; i += 500) {
+      const batch = input.slice(i, i + 500);
+      for (const [j, e] of batch.entries()) readers[j % 3]?.collect(e);
+      // Through the wire format, as on the internal topic.
+      for (const r of readers) for (const p of r.drainPartials()) owner.merge(decodePartial(JSON.parse(encodePartial(p))));
+      alerts.push(...owner.advance(Date.parse(batch[batch.length - 1]?.stageTimestamp as string)));
+    }
+    alerts.push(...owner.flush());
+    expect(alerts.map((a) => `${a.event.id}:${a.event.count}`)).toEqual(whole);
+  });
+});
+
+describe("bounded memory", () => {
+  it("counts keys beyond the cap in a sketch and still flags a heavy hitter hidden in the tail", () => {
+    const engine = new WindowEngine([rule("flood.source_ip")], { maxKeysPerWindow: 50, maxTrackedKeys: 100 });
+    const events = [];
+    // Five minutes of 200 distinct addresses a minute, then a runaway address arriving after the window is full.
+    for (let m = 0; m < 5; m++)
+      for (let i = 0; i < 200; i++) events.push(req(`u${i}`, m * 60_000 + i * 100, { sourceIPs: [`10.9.${m}.${i}`] }));
+    for (let i = 0; i < 1500; i++) events.push(req("bot", 4 * 60_000 + 30_000 + i * 10, { sourceIPs: ["198.51.100.1"] }));
+    const alerts = [...sortedByTime(events).flatMap((e) => engine.offer(e)), ...engine.flush()];
+    expect(alerts.map((a) => a.labels?.window_key)).toEqual(["prod|198.51.100.1"]);
+    expect(alerts[0]?.event.count).toBeGreaterThanOrEqual(1500);
+    expect(engine.stats.promotedKeys).toBe(1);
+    expect(engine.stats.sketchedEvents).toBeGreaterThan(0);
+    expect(engine.stats.evictedKeys).toBeGreaterThan(0);
+  });
+});
+
+describe("sequences", () => {
+  const binding = (user: string, ms: number) =>
+    req(user, ms, {
+      verb: "create",
+      objectRef: { apiGroup: "rbac.authorization.k8s.io", resource: "clusterrolebindings", name: "x" },
+      responseStatus: { code: 201 },
+      auditID: `${user}-binding-${ms}`,
+    });
+  const deployment = (user: string, ms: number) =>
+    req(user, ms, {
+      verb: "create",
+      objectRef: { apiGroup: "apps", resource: "deployments", namespace: "prod", name: "y" },
+      responseStatus: { code: 201 },
+      auditID: `${user}-deploy-${ms}`,
+    });
+  const traffic = steady("someone", 10, 0, 20);
+
+  it("flags an RBAC change then a workload by the same principal, in event-time order even when they arrive swapped", () => {
+    const ordered = sortedByTime([...traffic, binding("mallory", 60_000), deployment("mallory", 90_000)]);
+    // The deployment's event arrives before the binding's (a concurrent batch), 30 s apart in event time.
+    const swapped = [...ordered];
+    const b = swapped.findIndex((e) => e.auditID.includes("binding"));
+    const d = swapped.findIndex((e) => e.auditID.includes("deploy"));
+    [swapped[b], swapped[d]] = [swapped[d] as never, swapped[b] as never];
+    for (const input of [ordered, swapped]) {
+      const alerts = byRule(run(input), "sequence.rbac_change_then_workload");
+      expect(alerts.map((a) => [a.labels?.window_key, a.event.start, a.kubernetes.audit.auditID])).toEqual([
+        ["prod|mallory", new Date(T0 + 60_000).toISOString(), ["mallory-binding-60000", "mallory-deploy-90000"]],
+      ]);
+    }
+  });
+
+  it("stays quiet for the reverse order, for different principals and beyond the time limit", () => {
+    const input = sortedByTime([
+      ...traffic,
+      deployment("a", 60_000),
+      binding("a", 90_000),
+      binding("b", 60_000),
+      deployment("c", 90_000),
+      binding("d", 60_000),
+      deployment("d", 60_000 + 11 * 60_000),
+    ]);
+    expect(byRule(run(input), "sequence.rbac_change_then_workload")).toEqual([]);
+  });
+});
+
+describe("audit stream silence", () => {
+  it("raises the same alert whether the clock notices the silence live or the gap is found in archived events", () => {
+    let now = 1_000_000;
+    const live = new WindowEngine([rule("audit.stream_silence")], { clock: () => now });
+    const before = steady("someone", 60, 0, 3);
+    for (const e of before) live.offer(e);
+    now += 200_000;
+    expect(live.idle(now)).toEqual([]);
+    now += 200_000;
+    const noticed = live.idle(now);
+    expect(noticed.map((a) => a.labels?.window_key)).toEqual(["prod"]);
+    expect(live.idle(now + 60_000)).toEqual([]); // once per silence
+
+    const after = steady("someone", 60, 12, 14);
+    for (const e of after) live.offer(e);
+    const archived = new WindowEngine([rule("audit.stream_silence")]);
+    const found = [...[...before, ...after].flatMap((e) => archived.offer(e)), ...archived.flush()];
+    expect(found.map((a) => a.event.id)).toEqual(noticed.map((a) => a.event.id));
+    expect(found[0]?.event.start).toBe(before[before.length - 1]?.stageTimestamp);
+    // Live, the resumed stream does not report the same silence again.
+    expect(live.flush()).toEqual([]);
+  });
+});
+
+describe("API Priority and Fairness throttling", () => {
+  it("flags a cluster whose share of 429 responses surges, not one with a few", () => {
+    const ok = steady("someone", 1000, 0, 3);
+    const throttled = steady("busy", 200, 1, 2, { responseStatus: { code: 429 } });
+    const few = steady("busy2", 20, 2, 3, { responseStatus: { code: 429 } });
+    const alerts = byRule(run(sortedByTime([...ok, ...throttled, ...few])), "apf.throttling_surge");
+    expect(alerts.map((a) => [a.event.start, a.event.count, a.labels?.share])).toEqual([
+      [new Date(T0 + 60_000).toISOString(), 200, (200 / 1200).toFixed(4)],
     ]);
   });
 });
