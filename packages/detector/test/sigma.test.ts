@@ -3,7 +3,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditEventSchema } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { compileSigmaRule, loadSigmaRules, parseSigmaCondition, runRuleTests, SHIPPED_SIGMA_DIR, SigmaLoadError } from "../src/index.js";
+import {
+  compileSigmaRule,
+  loadSigmaPack,
+  loadSigmaRules,
+  parseSigmaCondition,
+  runRuleTests,
+  runTimedRuleTests,
+  SHIPPED_SIGMA_DIR,
+  SigmaLoadError,
+} from "../src/index.js";
 
 const logsource = { product: "kubernetes", service: "audit" };
 const event = (o: Record<string, unknown>) =>
@@ -95,5 +104,40 @@ describe("Sigma", () => {
     expect(error).toBeInstanceOf(SigmaLoadError);
     expect(error?.message).toContain(`${join(dir, "bad.yml")}: condition names "missing", which detection does not define`);
     expect(error?.message).toContain(`${join(dir, "wrong-source.yml")}: logsource.product`);
+  });
+});
+
+describe("Sigma correlation rules", () => {
+  const pack = loadSigmaPack([SHIPPED_SIGMA_DIR]);
+
+  it("compiles event_count, value_count, temporal and temporal_ordered onto the window engine, each passing its cases", () => {
+    const byType = pack.windowRules.map((r) =>
+      r.definition.kind === "sequence"
+        ? r.definition.ordered
+          ? "temporal_ordered"
+          : "temporal"
+        : r.definition.kind === "window" && r.definition.distinct
+          ? "value_count"
+          : "event_count",
+    );
+    expect(byType.sort()).toEqual(["event_count", "temporal", "temporal_ordered", "value_count"]);
+    const results = runTimedRuleTests(pack.windowRules);
+    expect(results).toHaveLength(4);
+    expect(results.flatMap((r) => r.failures.map((f) => `${r.source}: ${f}`))).toEqual([]);
+  });
+
+  it("keeps the rules a correlation names from alerting on their own (Sigma's generate: false)", () => {
+    const ids = pack.rules.map((r) => r.definition.name);
+    expect(ids).not.toContain("Kubernetes Secret Read");
+    expect(ids).not.toContain("Kubernetes Pod Exec");
+  });
+
+  it("names the file and the reason for a correlation that names an unknown rule", () => {
+    const dir = mkdtempSync(join(tmpdir(), "sigma-"));
+    writeFileSync(
+      join(dir, "bad.yml"),
+      "title: t\ncorrelation:\n  type: event_count\n  rules: [nope]\n  group-by: [user.username]\n  timespan: 1m\n  condition: { gte: 3 }\n",
+    );
+    expect(() => loadSigmaPack([dir])).toThrow(/bad\.yml: correlation names rule "nope"/);
   });
 });

@@ -102,7 +102,8 @@ export function compileSigmaCorrelation(
   const definition: TimedRuleDefinition = {
     ...parsed.data,
     version: "sigma",
-    tests: (tests as TimedRuleDefinition["tests"] | undefined) ?? { fire: [], quiet: [] },
+    // Without a tests file the placeholder case is dropped: the rule carries none.
+    tests: tests === undefined ? { fire: [], quiet: [] } : parsed.data.tests,
   };
   const ctx: CompileContext = { lists: new Map(), macros: new Map() };
   return compileTimedRule(definition, source, ctx);
