@@ -68,10 +68,11 @@ export function compileTimedRule(
   ctx: CompileContext,
   isSystemComponent?: Predicate,
 ): CompiledWindowRule {
+  const admits = admissionCondition(definition);
   return {
     definition,
     source,
-    matches: compileCondition(admissionCondition(definition), ctx),
+    ...(admits === undefined ? {} : { matches: compileCondition(admits, ctx) }),
     ...(definition.exclude_system_components && isSystemComponent ? { isSystemComponent } : {}),
     ...(definition.kind === "window" && definition.ratio ? { ratio: compileCondition(definition.ratio.condition, ctx) } : {}),
     ...(definition.kind === "sequence" ? { steps: definition.steps.map((s) => compileCondition(s.condition, ctx)) } : {}),

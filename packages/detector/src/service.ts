@@ -65,6 +65,11 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
     topic: topics.events,
     groupId: options.groupId ?? "k8s-audit-detector",
     onAssignment: options.onAssignment,
+    // A batch waits for its alerts and partial counts to be acknowledged: overlapping partitions keeps that round trip
+    // from serialising the stage. Each batch's evaluation runs to completion before its first await, so the shared
+    // detector state never sees two batches interleaved.
+    partitionsConcurrently: 3,
+    maxBytesPerPartition: 4 * 1024 * 1024,
     eachBatch: async (messages) => {
       const alerts: Alert[] = [];
       const deadLetters: BusMessage[] = [];

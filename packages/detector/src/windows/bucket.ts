@@ -61,15 +61,24 @@ export interface Bucket {
 }
 
 export const MAX_DISTINCT = 10_000;
-const MAX_SAMPLE_IDS = 20;
+const MAX_SAMPLE_IDS = 10;
 const MAX_STEP_HITS = 1_000;
 /** Contributors are counted exactly for a bucket's first events, then every 4th event weighted 4: proportions survive. */
 const EXACT_CONTRIBUTORS = 64;
 
 const earlier = (a: EventFacts, b: EventFacts) => a.time < b.time || (a.time === b.time && a.auditID < b.auditID);
 
+/**
+ * Distinct contributors tracked per map: a cluster-wide bucket would otherwise remember every address it saw. The
+ * top three are what an alert shows, and a heavy contributor is among the first few dozen seen.
+ */
+const MAX_CONTRIBUTORS = 32;
+
 const bump = (m: Map<string, number>, k: string | undefined, weight: number) => {
-  if (k !== undefined) m.set(k, (m.get(k) ?? 0) + weight);
+  if (k === undefined) return;
+  const n = m.get(k);
+  if (n !== undefined) m.set(k, n + weight);
+  else if (m.size < MAX_CONTRIBUTORS) m.set(k, weight);
 };
 
 export function newBucket(facts: EventFacts, withDistinct: boolean): Bucket {
@@ -96,21 +105,31 @@ function contributorMaps(bucket: Bucket): void {
   bump(bucket.ips, bucket.seed.ip, 1);
 }
 
-export function addToBucket(bucket: Bucket, facts: EventFacts, distinct: string | undefined, hit: boolean, steps?: number[]): void {
+/** Counts one event. `lean` buckets (sequences, silence) keep counts, times and steps, not contributors or samples. */
+export function addToBucket(
+  bucket: Bucket,
+  facts: EventFacts,
+  distinct: string | undefined,
+  hit: boolean,
+  steps?: number[],
+  lean = false,
+): void {
   bucket.count++;
   if (hit) bucket.hits++;
   if (earlier(facts, bucket.first)) bucket.first = facts;
   if (facts.time < bucket.minTime) bucket.minTime = facts.time;
   if (facts.time > bucket.maxTime) bucket.maxTime = facts.time;
   if (distinct !== undefined && bucket.distinct && bucket.distinct.size < MAX_DISTINCT) bucket.distinct.add(distinct);
-  if (bucket.count > 1 && (bucket.count <= EXACT_CONTRIBUTORS || (bucket.count & 3) === 0)) {
-    contributorMaps(bucket);
-    const weight = bucket.count <= EXACT_CONTRIBUTORS ? 1 : 4;
-    bump(bucket.verbs as Map<string, number>, facts.verb, weight);
-    bump(bucket.resources as Map<string, number>, facts.resource, weight);
-    bump(bucket.ips as Map<string, number>, facts.ip, weight);
+  if (!lean) {
+    if (bucket.count > 1 && (bucket.count <= EXACT_CONTRIBUTORS || (bucket.count & 3) === 0)) {
+      contributorMaps(bucket);
+      const weight = bucket.count <= EXACT_CONTRIBUTORS ? 1 : 4;
+      bump(bucket.verbs as Map<string, number>, facts.verb, weight);
+      bump(bucket.resources as Map<string, number>, facts.resource, weight);
+      bump(bucket.ips as Map<string, number>, facts.ip, weight);
+    }
+    if (bucket.sample.length < MAX_SAMPLE_IDS) bucket.sample.push(facts.auditID);
   }
-  if (bucket.sample.length < MAX_SAMPLE_IDS) bucket.sample.push(facts.auditID);
   if (steps) {
     bucket.steps ??= [];
     for (const step of steps)
@@ -119,7 +138,7 @@ export function addToBucket(bucket: Bucket, facts: EventFacts, distinct: string 
 }
 
 const mergeCounts = (into: Map<string, number>, from: Map<string, number>) => {
-  for (const [k, n] of from) into.set(k, (into.get(k) ?? 0) + n);
+  for (const [k, n] of from) bump(into, k, n);
 };
 
 /** Adds a partial bucket (another instance's, or another batch's, share of the same key and window). */
@@ -164,18 +183,40 @@ export interface PartialRecord {
   bucket: Bucket;
 }
 
+/** Facts as a positional array on the wire: partial counts are the internal topic's volume. */
+type WireFacts = [number, string, string, string, string, string, ...(string | null)[]];
+const OPTIONAL_FACTS = ["resource", "namespace", "name", "ip", "user", "userAgent"] as const;
+
+const factsToWire = (f: EventFacts): WireFacts => [
+  f.time,
+  f.auditID,
+  f.cluster,
+  f.verb,
+  f.requestURI,
+  f.stage,
+  ...OPTIONAL_FACTS.map((k) => f[k] ?? null),
+];
+
+function factsFromWire(w: WireFacts): EventFacts {
+  const facts: EventFacts = { time: w[0], auditID: w[1], cluster: w[2], verb: w[3], requestURI: w[4], stage: w[5] };
+  OPTIONAL_FACTS.forEach((k, i) => {
+    const v = w[6 + i];
+    if (typeof v === "string") facts[k] = v;
+  });
+  return facts;
+}
+
 interface WireBucket {
   c: number;
   h: number;
-  f: EventFacts;
-  s0: EventFacts;
+  f: WireFacts;
   t0: number;
   t1: number;
   d?: string[];
   v?: [string, number][];
   r?: [string, number][];
   i?: [string, number][];
-  a: string[];
+  a?: string[];
   st?: StepHit[];
 }
 
@@ -184,11 +225,12 @@ export function encodePartial(p: PartialRecord): string {
   const wire: WireBucket = {
     c: b.count,
     h: b.hits,
-    f: b.first,
-    s0: b.seed,
+    // The seed matters only while a bucket has one event (then it is the first); after that the maps carry it.
+    f: factsToWire(b.first),
     t0: b.minTime,
     t1: b.maxTime,
-    a: b.sample,
+    // A single event's sample is its own auditID, already in the facts.
+    ...(b.count === 1 && b.sample.length === 1 ? {} : { a: b.sample }),
     ...(b.distinct ? { d: [...b.distinct] } : {}),
     ...(b.verbs ? { v: [...b.verbs], r: [...(b.resources ?? [])], i: [...(b.ips ?? [])] } : {}),
     ...(b.steps ? { st: b.steps } : {}),
@@ -198,14 +240,15 @@ export function encodePartial(p: PartialRecord): string {
 
 export function decodePartial(raw: { rule: string; key: string; start: number; bucket: WireBucket }): PartialRecord {
   const w = raw.bucket;
+  const first = factsFromWire(w.f);
   const bucket: Bucket = {
     count: w.c,
     hits: w.h,
-    first: w.f,
-    seed: w.s0,
+    first,
+    seed: first,
     minTime: w.t0,
     maxTime: w.t1,
-    sample: w.a,
+    sample: w.a ?? [first.auditID],
     ...(w.d ? { distinct: new Set(w.d) } : {}),
     ...(w.v ? { verbs: new Map(w.v), resources: new Map(w.r ?? []), ips: new Map(w.i ?? []) } : {}),
     ...(w.st ? { steps: w.st } : {}),

@@ -17,8 +17,8 @@ import type { TimedRuleDefinition } from "./window-rule.js";
 export interface CompiledWindowRule {
   readonly definition: TimedRuleDefinition;
   readonly source: string;
-  /** Whether the rule counts the event at all (sequences: any step matches). */
-  readonly matches: Predicate;
+  /** Whether the rule counts the event at all (sequences: any step matches); absent when every event counts. */
+  readonly matches?: Predicate;
   /** The system_component macro, when the rule excludes system components: one shared predicate, tested once per event. */
   readonly isSystemComponent?: Predicate;
   /** Ratio rules: the events that count towards the share (e.g. 429 responses). */
@@ -57,6 +57,8 @@ interface ChainLink {
 interface RuleState {
   rule: CompiledWindowRule;
   windowMs: number;
+  /** Sequences and silence need counts, times and steps only. */
+  lean: boolean;
   keyOf: (e: AuditEvent) => string | undefined;
   distinctOf?: (e: AuditEvent) => string | undefined;
   /** Open windows by start time, each with its buckets by key. */
@@ -155,6 +157,7 @@ export class WindowEngine {
       const state: RuleState = {
         rule,
         windowMs: windowLength(d),
+        lean: d.kind !== "window",
         keyOf: keyFunction(d.group_by.map(firstValue)),
         distinctOf: d.kind === "window" && d.distinct ? firstValue(d.distinct) : undefined,
         windows: new Map(),
@@ -193,7 +196,7 @@ export class WindowEngine {
     let facts: EventFacts | undefined;
     for (const state of this.states) {
       const rule = state.rule;
-      if (!rule.matches(event)) continue;
+      if (rule.matches && !rule.matches(event)) continue;
       if (rule.isSystemComponent) {
         system ??= rule.isSystemComponent(event);
         if (system) continue;
@@ -214,7 +217,7 @@ export class WindowEngine {
         steps = [];
         for (let i = 0; i < rule.steps.length; i++) if ((rule.steps[i] as Predicate)(event)) steps.push(i);
       }
-      addToBucket(bucket, facts, state.distinctOf?.(event), rule.ratio ? rule.ratio(event) : false, steps);
+      addToBucket(bucket, facts, state.distinctOf?.(event), rule.ratio ? rule.ratio(event) : false, steps, state.lean);
       if (rule.definition.kind === "silence") this.arrived(state, key, facts);
     }
   }

@@ -110,8 +110,8 @@ export type SequenceRuleDefinition = z.infer<typeof SequenceRuleSchema>;
 export type SilenceRuleDefinition = z.infer<typeof SilenceRuleSchema>;
 export type TimedRuleDefinition = z.infer<typeof TimedRuleSchema>;
 
-/** The condition an event must meet to be counted by the rule at all (sequences: any step). */
-export function admissionCondition(definition: TimedRuleDefinition): Condition {
+/** The condition an event must meet to be counted by the rule at all (sequences: any step); undefined: every event. */
+export function admissionCondition(definition: TimedRuleDefinition): Condition | undefined {
   if (definition.kind === "sequence") return { any: definition.steps.map((s) => s.condition) };
-  return definition.condition ?? { field: "auditID", exists: true };
+  return definition.condition;
 }
