@@ -30,31 +30,41 @@ export interface RuleTestResult {
   failures: string[];
 }
 
-/** Runs the inline tests of every rule that has some (third-party Sigma rules may have none). */
-export function runRuleTests(rules: readonly CompiledRule[]): RuleTestResult[] {
+type CaseOutcome = { fired: boolean } | { invalid: string };
+
+interface TestedRule<Case> {
+  readonly definition: { id: string; tests: { fire: readonly Case[]; quiet: readonly Case[] } };
+  readonly source: string;
+}
+
+/** Runs every rule's fire and quiet cases (rules without cases are skipped: third-party Sigma rules may have none). */
+function runCases<Case, R extends TestedRule<Case>>(rules: readonly R[], run: (rule: R, testCase: Case, label: string) => CaseOutcome) {
   return rules
     .filter((r) => r.definition.tests.fire.length + r.definition.tests.quiet.length > 0)
-    .map((rule) => {
+    .map((rule): RuleTestResult => {
       const failures: string[] = [];
       let passed = 0;
       const cases = [
-        ...rule.definition.tests.fire.map((e, i) => ({ event: e, i, shouldFire: true })),
-        ...rule.definition.tests.quiet.map((e, i) => ({ event: e, i, shouldFire: false })),
+        ...rule.definition.tests.fire.map((c, i) => ({ c, label: `fire[${i}]`, shouldFire: true })),
+        ...rule.definition.tests.quiet.map((c, i) => ({ c, label: `quiet[${i}]`, shouldFire: false })),
       ];
-      for (const { event, i, shouldFire } of cases) {
-        const label = `${shouldFire ? "fire" : "quiet"}[${i}]`;
-        const parsed = AuditEventSchema.safeParse({ ...TEST_EVENT_DEFAULTS, auditID: `test-${rule.definition.id}-${label}`, ...event });
-        if (!parsed.success) {
-          failures.push(`${label}: not a valid audit event: ${describeIssues(parsed.error)}`);
-          continue;
-        }
-        // A fresh detector per case: each case stands alone.
-        const fired = new Detector([rule]).evaluate(parsed.data).length > 0;
-        if (fired === shouldFire) passed++;
-        else failures.push(`${label}: expected ${shouldFire ? "an alert" : "no alert"}, got ${fired ? "an alert" : "none"}`);
+      for (const { c, label, shouldFire } of cases) {
+        const outcome = run(rule, c, label);
+        if ("invalid" in outcome) failures.push(`${label}: not a valid audit event: ${outcome.invalid}`);
+        else if (outcome.fired === shouldFire) passed++;
+        else failures.push(`${label}: expected ${shouldFire ? "an alert" : "no alert"}, got ${outcome.fired ? "an alert" : "none"}`);
       }
       return { rule: rule.definition.id, source: rule.source, passed, failures };
     });
+}
+
+/** Per-event rules: each case is one event over the defaults, evaluated by a fresh detector (each case stands alone). */
+export function runRuleTests(rules: readonly CompiledRule[]): RuleTestResult[] {
+  return runCases(rules, (rule, event: Record<string, unknown>, label) => {
+    const parsed = AuditEventSchema.safeParse({ ...TEST_EVENT_DEFAULTS, auditID: `test-${rule.definition.id}-${label}`, ...event });
+    if (!parsed.success) return { invalid: describeIssues(parsed.error) };
+    return { fired: new Detector([rule]).evaluate(parsed.data).length > 0 };
+  });
 }
 
 const TEST_START = Date.parse(TEST_EVENT_DEFAULTS.stageTimestamp);
@@ -90,37 +100,16 @@ function caseEvents(ruleId: string, label: string, groups: TimedTestGroup[]) {
   return out.sort((a, b) => a.at - b.at);
 }
 
-/** Runs each timed rule's inline cases: a fresh engine per case, fed in time order and flushed at the end. */
+/** Timed rules: each case's events fed in time order to a fresh engine, flushed at the end. */
 export function runTimedRuleTests(rules: readonly CompiledWindowRule[]): RuleTestResult[] {
-  return rules
-    .filter((r) => r.definition.tests.fire.length + r.definition.tests.quiet.length > 0)
-    .map((rule) => {
-      const failures: string[] = [];
-      let passed = 0;
-      const cases = [
-        ...rule.definition.tests.fire.map((groups, i) => ({ groups, label: `fire[${i}]`, shouldFire: true })),
-        ...rule.definition.tests.quiet.map((groups, i) => ({ groups, label: `quiet[${i}]`, shouldFire: false })),
-      ];
-      for (const { groups, label, shouldFire } of cases) {
-        const engine = new WindowEngine([rule]);
-        let fired = false;
-        let invalid: string | undefined;
-        for (const { event } of caseEvents(rule.definition.id, label, groups)) {
-          const parsed = AuditEventSchema.safeParse(event);
-          if (!parsed.success) {
-            invalid = describeIssues(parsed.error);
-            break;
-          }
-          if (engine.offer(parsed.data).length > 0) fired = true;
-        }
-        if (invalid) {
-          failures.push(`${label}: not a valid audit event: ${invalid}`);
-          continue;
-        }
-        if (engine.flush().length > 0) fired = true;
-        if (fired === shouldFire) passed++;
-        else failures.push(`${label}: expected ${shouldFire ? "an alert" : "no alert"}, got ${fired ? "an alert" : "none"}`);
-      }
-      return { rule: rule.definition.id, source: rule.source, passed, failures };
-    });
+  return runCases(rules, (rule, groups: TimedTestGroup[], label) => {
+    const engine = new WindowEngine([rule]);
+    let fired = false;
+    for (const { event } of caseEvents(rule.definition.id, label, groups)) {
+      const parsed = AuditEventSchema.safeParse(event);
+      if (!parsed.success) return { invalid: describeIssues(parsed.error) };
+      if (engine.offer(parsed.data).length > 0) fired = true;
+    }
+    return { fired: engine.flush().length > 0 || fired };
+  });
 }
