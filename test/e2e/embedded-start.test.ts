@@ -51,6 +51,14 @@ describe("k8s-audit start (embedded default)", () => {
         .map((l) => JSON.parse(l).event.id),
     ).toEqual(lines.map((a) => a.event.id));
 
+    // One /metrics for the whole embedded pipeline: the ingest's and the detector's, window engine included.
+    const metrics = await (await fetch(url?.replace("/audit", "/metrics") as string)).text();
+    expect(metrics).toMatch(/^k8s_audit_ingest_events_accepted_total 1$/m);
+    expect(metrics).toMatch(/^k8s_audit_detector_events_total 1$/m);
+    expect(metrics).toMatch(/^k8s_audit_detector_alerts_total\{rule="rbac.binding_to_cluster_admin"\} 1$/m);
+    expect(metrics).toMatch(/^k8s_audit_window_open_keys \d+$/m);
+    expect(metrics).toMatch(/^k8s_audit_window_evicted_keys_total 0$/m);
+
     proc.kill("SIGTERM");
     const code = await cli.exited;
     expect(code).toBe(0);

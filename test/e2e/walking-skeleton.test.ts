@@ -37,7 +37,13 @@ describe("walking skeleton: webhook to alert document", () => {
   it("carries a cluster-admin binding from the webhook to an ECS alert in Elasticsearch", async () => {
     const ingest = await startPipeline({ config, logger: quietLogger, stages: { ingest: true, detect: false, ship: false } });
     running.push(ingest);
-    running.push(await startPipeline({ config, logger: quietLogger, stages: { ingest: false, detect: true, ship: false } }));
+    // The detector runs without the ingest's HTTP server: it serves its own /metrics.
+    const detect = await startPipeline({
+      config: { ...config, K8S_AUDIT_METRICS_LISTEN: "127.0.0.1:0" },
+      logger: quietLogger,
+      stages: { ingest: false, detect: true, ship: false },
+    });
+    running.push(detect);
     running.push(await startPipeline({ config, logger: quietLogger, stages: { ingest: false, detect: false, ship: true } }));
 
     const binding = clusterAdminBinding("mallory-admin", "mallory");
@@ -67,6 +73,9 @@ describe("walking skeleton: webhook to alert document", () => {
     const alerts = (await readTopic(brokers, topics.alerts, 2, 10_000)).map((m) => ({ key: m.key, alert: JSON.parse(m.value) }));
     expect(alerts.filter((a) => a.alert.rule.id === "rbac.binding_to_cluster_admin").map((a) => a.key)).toEqual([expectedId]);
     expect(alerts.every((a) => a.alert.kubernetes.audit.auditID[0] === binding.auditID)).toBe(true);
+    const metrics = await (await fetch(detect.metricsUrl as string)).text();
+    expect(metrics).toMatch(/^k8s_audit_detector_alerts_total\{rule="rbac.binding_to_cluster_admin"\} 1$/m);
+    expect(metrics).toMatch(/^k8s_audit_window_open_keys \d+$/m);
     expect(new Set(alerts.map((a) => a.key)).size).toBe(alerts.length);
 
     // 3. the shipper indexed it into the alerts data stream under the deterministic id

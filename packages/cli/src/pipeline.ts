@@ -1,5 +1,13 @@
+import { createServer, type Server } from "node:http";
 import { type Alert, type Config, createBus, type Logger, parseListen, type Subscription, topicsOf } from "@k8s-audit/core";
-import { Detector, loadDetection, startDetectorService, startWindowService } from "@k8s-audit/detector";
+import {
+  createDetectorMetrics,
+  Detector,
+  type DetectorMetrics,
+  loadDetection,
+  startDetectorService,
+  startWindowService,
+} from "@k8s-audit/detector";
 import { createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
@@ -12,6 +20,8 @@ export interface StageSelection {
 export interface RunningPipeline {
   /** Webhook URL when the ingest runs. */
   url?: string;
+  /** Metrics URL when a stage without the ingest serves its own (K8S_AUDIT_METRICS_LISTEN). */
+  metricsUrl?: string;
   busKind: "kafka" | "memory";
   stop(): Promise<void>;
 }
@@ -22,6 +32,27 @@ export function detectionDirs(config: Config): { rulesDirs: string[]; sigmaDirs:
     rulesDirs: config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [],
     sigmaDirs: config.K8S_AUDIT_SIGMA_DIR ? [config.K8S_AUDIT_SIGMA_DIR] : [],
   };
+}
+
+/** /metrics and /healthz for a stage that runs without the ingest's HTTP server. */
+async function serveMetrics(listen: string, registry: DetectorMetrics["registry"]): Promise<Server> {
+  const { host, port } = parseListen(listen);
+  const server = createServer((req, res) => {
+    if (req.url === "/healthz") {
+      res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}');
+      return;
+    }
+    if (req.url !== "/metrics") {
+      res.writeHead(404).end();
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, host, resolve));
+  return server;
 }
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$/;
@@ -42,6 +73,8 @@ export async function startPipeline(options: {
   await bus.ensureTopics([topics.events, topics.alerts, topics.deadLetter]);
   const subscriptions: Subscription[] = [];
   let server: ReturnType<typeof createIngestServer> | undefined;
+  let detectorMetrics: DetectorMetrics | undefined;
+  let metricsServer: Server | undefined;
   let spool: Spool | undefined;
   let url: string | undefined;
 
@@ -66,6 +99,7 @@ export async function startPipeline(options: {
       }
     }
     if (stages.detect) {
+      detectorMetrics = createDetectorMetrics();
       const pack = loadDetection(detectionDirs(config));
       // On Kafka the timed rules are repartitioned by key (any number of detector processes give the same answer);
       // in one process the detector counts them itself.
@@ -78,11 +112,21 @@ export async function startPipeline(options: {
           detector,
           logger,
           onAlerts: options.onAlerts,
+          metrics: detectorMetrics,
           ...(scaleOut ? { repartition: { windowRules: pack.windowRules } } : {}),
         }),
       );
       if (scaleOut) {
-        subscriptions.push(await startWindowService({ bus, topics, windowRules: pack.windowRules, logger, onAlerts: options.onAlerts }));
+        subscriptions.push(
+          await startWindowService({
+            bus,
+            topics,
+            windowRules: pack.windowRules,
+            logger,
+            onAlerts: options.onAlerts,
+            metrics: detectorMetrics,
+          }),
+        );
       }
       logger.info({ rules: detector.rules.length, timedRules: pack.windowRules.length }, "detector running");
     }
@@ -108,6 +152,7 @@ export async function startPipeline(options: {
         maxEventBytes: config.K8S_AUDIT_MAX_EVENT_BYTES,
         redact: config.K8S_AUDIT_REDACT,
         spool,
+        moreMetrics: detectorMetrics ? [detectorMetrics.registry] : [],
         ...(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS > 0 && config.K8S_AUDIT_DEDUP_CAPACITY > 0
           ? { dedup: new RecentEvents(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS * 1000, config.K8S_AUDIT_DEDUP_CAPACITY) }
           : {}),
@@ -129,7 +174,12 @@ export async function startPipeline(options: {
       const host = listen.host.includes(":") ? `[${listen.host}]` : listen.host;
       url = `${tls ? "https" : "http"}://${host}:${port}/audit`;
     }
+    if (!stages.ingest && detectorMetrics && config.K8S_AUDIT_METRICS_LISTEN) {
+      metricsServer = await serveMetrics(config.K8S_AUDIT_METRICS_LISTEN, detectorMetrics.registry);
+      logger.info({ listen: config.K8S_AUDIT_METRICS_LISTEN }, "detector metrics on /metrics");
+    }
   } catch (err) {
+    metricsServer?.close();
     await Promise.allSettled(subscriptions.map((s) => s.stop()));
     await server?.close();
     await spool?.stop();
@@ -137,12 +187,19 @@ export async function startPipeline(options: {
     throw err;
   }
 
+  const metricsAddress = metricsServer?.address();
+  const metricsUrl =
+    typeof metricsAddress === "object" && metricsAddress
+      ? `http://${metricsAddress.family === "IPv6" ? `[${metricsAddress.address}]` : metricsAddress.address}:${metricsAddress.port}/metrics`
+      : undefined;
   return {
     url,
+    metricsUrl,
     busKind: bus.kind,
     // Order matters: stop accepting and finish in-flight requests, give the spool a chance to drain, then stop the
     // consumers and close the bus (which flushes the producer). What stays in the spool is sent on the next start.
     stop: async () => {
+      metricsServer?.close();
       await server?.close();
       if (spool) {
         await spool.flush(10_000);

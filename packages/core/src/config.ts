@@ -21,6 +21,8 @@ const NamespaceName = z.string().regex(/^[a-z0-9_]{1,100}$/, "expected a data st
  */
 export const ConfigSchema = z.object({
   K8S_AUDIT_LISTEN: HostPort.default("127.0.0.1:8080"),
+  /** Where `detect` (run without the ingest) serves /metrics and /healthz; off when unset. */
+  K8S_AUDIT_METRICS_LISTEN: HostPort.optional(),
   K8S_AUDIT_CLUSTER: z
     .string()
     .regex(/^[a-zA-Z0-9._-]{1,128}$/, "expected a cluster name ([a-zA-Z0-9._-])")

@@ -2,6 +2,7 @@ export { buildAlert, RULESET } from "./alert-builder.js";
 export { type Condition, compileCidr, compileCondition, compilePath } from "./condition.js";
 export { Detector, type DetectorOptions } from "./engine.js";
 export { type CompiledRule, loadRulePack, loadRules, RuleLoadError, SHIPPED_RULES_DIR } from "./loader.js";
+export { createDetectorMetrics, type DetectorMetrics, type WindowGauges } from "./metrics.js";
 export { type DetectionPack, loadDetection } from "./pack.js";
 export { type RuleDefinition, RuleSchema } from "./rule.js";
 export { type RuleTestResult, runRuleTests, runTimedRuleTests } from "./rule-tests.js";

@@ -11,6 +11,7 @@ import {
   whyNotAnAuditEvent,
 } from "@k8s-audit/core";
 import { countsInWindows, type Detector } from "./engine.js";
+import type { DetectorMetrics } from "./metrics.js";
 import { encodePartial } from "./windows/bucket.js";
 import { type CompiledWindowRule, WindowEngine } from "./windows/engine.js";
 import { encodeTick } from "./windows/window-service.js";
@@ -33,6 +34,7 @@ export interface DetectorServiceOptions {
   onAlerts?: (alerts: Alert[]) => void;
   /** Called with this instance's events partitions after each rebalance. */
   onAssignment?: (partitions: number[]) => void;
+  metrics?: DetectorMetrics;
 }
 
 const alertMessages = (alerts: Alert[]): BusMessage[] => alerts.map((a) => ({ key: a.event.id, value: JSON.stringify(a) }));
@@ -53,8 +55,12 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
   const mapSide = options.repartition ? new WindowEngine(options.repartition.windowRules) : undefined;
   const progress = new Map<number, number>();
 
+  const metrics = options.metrics;
+  const windows = detector.windows;
+  if (metrics && windows) metrics.watchWindows(() => windows.gauges());
   const publishAlerts = async (alerts: Alert[], extra: Promise<void>[] = []) => {
     await Promise.all([bus.publish(topics.alerts, alertMessages(alerts)), ...extra]);
+    if (metrics) for (const a of alerts) metrics.alerts.inc({ rule: a.rule.id });
     if (alerts.length > 0) {
       logger.debug({ alerts: alerts.length }, "alerts published");
       options.onAlerts?.(alerts);
@@ -98,6 +104,8 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
         }
       }
       alerts.push(...detector.expire());
+      metrics?.events.inc(messages.length - deadLetters.length);
+      if (deadLetters.length) metrics?.deadLetters.inc(deadLetters.length);
       const extra = [bus.publish(topics.deadLetter, deadLetters)];
       if (mapSide && windowsTopic) {
         // Partials first, then the tick, in one publish: a windows partition that hears "source p is at time t" has

@@ -1,6 +1,6 @@
 import { createLogger, MemoryBus } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { Detector, loadRules, startDetectorService } from "../src/index.js";
+import { createDetectorMetrics, Detector, loadRulePack, loadRules, startDetectorService } from "../src/index.js";
 
 describe("detector stage", () => {
   it("publishes alerts and dead-letters records that are not audit events, with the reason", async () => {
@@ -32,5 +32,38 @@ describe("detector stage", () => {
       "detector: event is not JSON",
       expect.stringMatching(/^detector: invalid event: /),
     ]);
+  });
+
+  it("counts events, alerts by rule and the window engine's keys and evictions in its Prometheus metrics", async () => {
+    const bus = new MemoryBus();
+    const topics = { events: "e", alerts: "a", deadLetter: "d" };
+    const pack = loadRulePack();
+    const metrics = createDetectorMetrics();
+    const detector = new Detector(pack.rules, { windowRules: pack.windowRules });
+    const sub = await startDetectorService({ bus, topics, detector, metrics, logger: createLogger({ level: "silent" }) });
+    const events = Array.from({ length: 30 }, (_, i) => ({
+      level: "Metadata",
+      auditID: `m-${i}`,
+      stage: "ResponseComplete",
+      verb: "get",
+      requestURI: "/api/v1/namespaces/prod/secrets/s",
+      user: {},
+      sourceIPs: ["203.0.113.9"],
+      responseStatus: { code: 401 },
+      stageTimestamp: new Date(Date.UTC(2026, 0, 1, 0, 0, i)).toISOString(),
+      cluster: "c",
+    }));
+    await bus.publish(
+      topics.events,
+      [...events, { ...events[0], auditID: "late", stageTimestamp: "2026-01-01T00:05:00Z" }].map((e) => ({ value: JSON.stringify(e) })),
+    );
+    for (let i = 0; i < 100 && !bus.read("a").some((m) => m.value.includes("auth.unauthenticated_burst")); i++)
+      await new Promise((r) => setTimeout(r, 10));
+    await sub.stop();
+    const text = await metrics.registry.metrics();
+    expect(text).toMatch(/^k8s_audit_detector_events_total 31$/m);
+    expect(text).toMatch(/^k8s_audit_detector_alerts_total\{rule="auth.unauthenticated_burst"\} 1$/m);
+    expect(text).toMatch(/^k8s_audit_window_open_keys [1-9]\d*$/m);
+    expect(text).toMatch(/^k8s_audit_window_late_events_total 0$/m);
   });
 });

@@ -36,6 +36,8 @@ export interface IngestOptions {
   /** How often TLS and token files are checked for changes. */
   reloadIntervalMs?: number;
   metrics?: IngestMetrics;
+  /** Other stages' registries in the same process (the embedded `start`), served on the same /metrics. */
+  moreMetrics?: { metrics(): Promise<string> }[];
 }
 
 const CLUSTER_NAME = /^[a-zA-Z0-9._-]{1,128}$/;
@@ -161,7 +163,8 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "kafka unreachable", spooledBytes: options.spool?.size ?? 0 });
   });
   app.get("/metrics", async (_req, reply) => {
-    return reply.header("content-type", metrics.registry.contentType).send(await metrics.registry.metrics());
+    const texts = await Promise.all([metrics.registry, ...(options.moreMetrics ?? [])].map((r) => r.metrics()));
+    return reply.header("content-type", metrics.registry.contentType).send(texts.join("\n"));
   });
 
   /** Returns the client certificate's identity when mTLS admits it, or the reason it does not. */

@@ -1,6 +1,7 @@
 import { type Alert, type AuditEvent, alertId, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
 import { threatOf } from "../alert-builder.js";
 import { compileVisitor, type Predicate, pathSegments } from "../condition.js";
+import type { WindowGauges } from "../metrics.js";
 import {
   addToBucket,
   type Bucket,
@@ -176,6 +177,17 @@ export class WindowEngine {
 
   get rules(): readonly CompiledWindowRule[] {
     return this.states.map((s) => s.rule);
+  }
+
+  /** The counters, and how many keys are held now (open windows; remembered across windows). */
+  gauges(): WindowGauges {
+    let openKeys = 0;
+    let rememberedKeys = 0;
+    for (const s of this.states) {
+      for (const buckets of s.windows.values()) openKeys += buckets.size;
+      rememberedKeys += s.baselines.size + s.chains.size + s.lastClosed.size + s.arrivals.size;
+    }
+    return { ...this.stats, openKeys, rememberedKeys };
   }
 
   /** One process, whole stream: counts the event and closes the windows its time has passed. */

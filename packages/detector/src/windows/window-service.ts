@@ -1,4 +1,5 @@
 import type { Alert, Bus, Logger, Subscription, Topics } from "@k8s-audit/core";
+import type { DetectorMetrics, WindowGauges } from "../metrics.js";
 import { decodePartial } from "./bucket.js";
 import { type CompiledWindowRule, WindowEngine, type WindowEngineOptions, type WindowStats } from "./engine.js";
 
@@ -26,6 +27,7 @@ export interface WindowServiceOptions {
   onAlerts?: (alerts: Alert[]) => void;
   /** Called with this instance's partitions after each rebalance. */
   onAssignment?: (partitions: number[]) => void;
+  metrics?: DetectorMetrics;
 }
 
 export interface WindowService extends Subscription {
@@ -105,6 +107,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       topics.alerts,
       alerts.map((a) => ({ key: a.event.id, value: JSON.stringify(a) })),
     );
+    for (const a of alerts) options.metrics?.alerts.inc({ rule: a.rule.id });
     options.onAlerts?.(alerts);
   };
 
@@ -113,7 +116,11 @@ export async function startWindowService(options: WindowServiceOptions): Promise
     groupId: options.groupId ?? "k8s-audit-windows",
     onAssignment: (owned) => {
       // A partition that moved away takes its state with it; if it comes back, it starts afresh.
-      for (const p of [...partitions.keys()]) if (!owned.includes(p)) partitions.delete(p);
+      for (const [p, state] of [...partitions]) {
+        if (owned.includes(p)) continue;
+        for (const k of Object.keys(state.engine.stats) as (keyof WindowStats)[]) retired[k] += state.engine.stats[k];
+        partitions.delete(p);
+      }
       options.onAssignment?.(owned);
     },
     eachBatch: async (messages) => {
@@ -149,11 +156,29 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   }, options.idleCheckMs ?? 5_000);
   timer.unref();
 
-  const stats = (): WindowStats => {
-    const total: WindowStats = { lateEvents: 0, evictedKeys: 0, sketchedEvents: 0, promotedKeys: 0, droppedEvents: 0 };
-    for (const s of partitions.values()) for (const k of Object.keys(total) as (keyof WindowStats)[]) total[k] += s.engine.stats[k];
+  // Counters of partitions that moved away stay counted: they happened.
+  const retired: WindowGauges = {
+    lateEvents: 0,
+    evictedKeys: 0,
+    sketchedEvents: 0,
+    promotedKeys: 0,
+    droppedEvents: 0,
+    openKeys: 0,
+    rememberedKeys: 0,
+  };
+  const gauges = (): WindowGauges => {
+    const total = { ...retired, openKeys: 0, rememberedKeys: 0 };
+    for (const s of partitions.values()) {
+      const g = s.engine.gauges();
+      for (const k of Object.keys(total) as (keyof WindowGauges)[]) total[k] += g[k];
+    }
     return total;
   };
+  const stats = (): WindowStats => {
+    const { openKeys: _open, rememberedKeys: _remembered, ...counters } = gauges();
+    return counters;
+  };
+  options.metrics?.watchWindows(gauges);
   let reported = "";
   const statsTimer = setInterval(() => {
     const now = JSON.stringify(stats());
