@@ -12,9 +12,8 @@ import {
 } from "@k8s-audit/core";
 import { countsInWindows, type Detector } from "./engine.js";
 import type { DetectorMetrics } from "./metrics.js";
-import { encodePartial } from "./windows/bucket.js";
-import { type CompiledWindowRule, WindowEngine } from "./windows/engine.js";
-import { encodeTick } from "./windows/window-service.js";
+import type { CompiledWindowRule } from "./windows/engine.js";
+import { PartialCountCache } from "./windows/partial-cache.js";
 
 export interface DetectorServiceOptions {
   bus: Bus;
@@ -52,8 +51,28 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
   const [sources, targets] = windowsTopic
     ? await Promise.all([bus.partitionCount(topics.events), bus.partitionCount(windowsTopic)])
     : [0, 0];
-  const mapSide = options.repartition ? new WindowEngine(options.repartition.windowRules) : undefined;
-  const progress = new Map<number, number>();
+  const cache = options.repartition ? new PartialCountCache(options.repartition.windowRules, { sources, targets }) : undefined;
+  let subscription: Subscription | undefined;
+  // Records and offsets of a flush whose publish failed: sent first next time, so no batch is committed uncounted.
+  let unsent: { records: BusMessage[]; offsets: { partition: number; offset: string }[] } | undefined;
+  let flushing: Promise<void> | undefined;
+  const flush = () => {
+    flushing ??= (async () => {
+      const drained = cache?.drain() ?? { records: [], offsets: [] };
+      const batch = unsent
+        ? { records: [...unsent.records, ...drained.records], offsets: mergeOffsets(unsent.offsets, drained.offsets) }
+        : drained;
+      unsent = batch;
+      if (windowsTopic) await bus.publish(windowsTopic, batch.records);
+      unsent = undefined;
+      // A refused commit (the partition moved to another instance in a rebalance) is not retried: whoever owns the
+      // partition now reads those batches again from the last commit (at-least-once).
+      await subscription?.commit?.(batch.offsets).catch((err) => logger.warn({ err }, "detector offsets not committed"));
+    })().finally(() => {
+      flushing = undefined;
+    });
+    return flushing;
+  };
 
   const metrics = options.metrics;
   const windows = detector.windows;
@@ -67,7 +86,7 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
     }
   };
 
-  const subscription = await bus.consume({
+  subscription = await bus.consume({
     topic: topics.events,
     groupId: options.groupId ?? "k8s-audit-detector",
     onAssignment: options.onAssignment,
@@ -76,11 +95,12 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
     // detector state never sees two batches interleaved.
     partitionsConcurrently: 3,
     maxBytesPerPartition: 4 * 1024 * 1024,
+    // Scale-out: offsets are committed when the partial counts of their batches are published (the cache's flush).
+    manualCommit: Boolean(cache),
     eachBatch: async (messages) => {
       const alerts: Alert[] = [];
       const deadLetters: BusMessage[] = [];
-      let from = Number.POSITIVE_INFINITY;
-      let to = Number.NEGATIVE_INFINITY;
+      const partition = messages[0]?.partition ?? 0;
       for (const message of messages) {
         let parsed: unknown;
         try {
@@ -95,50 +115,58 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
           continue;
         }
         alerts.push(...detector.evaluate(parsed));
-        if (mapSide && countsInWindows(parsed)) {
+        if (cache && countsInWindows(parsed)) {
           const time = Date.parse(eventTime(parsed as AuditEvent));
-          if (Number.isNaN(time)) continue;
-          mapSide.collect(parsed, time);
-          if (time < from) from = time;
-          if (time > to) to = time;
+          if (!Number.isNaN(time)) cache.count(partition, parsed, time);
         }
       }
       alerts.push(...detector.expire());
       metrics?.events.inc(messages.length - deadLetters.length);
       if (deadLetters.length) metrics?.deadLetters.inc(deadLetters.length);
-      const extra = [bus.publish(topics.deadLetter, deadLetters)];
-      if (mapSide && windowsTopic) {
-        // Partials first, then the tick, in one publish: a windows partition that hears "source p is at time t" has
-        // already received everything p counted up to t.
-        const source = messages[0]?.partition ?? 0;
-        const known = Math.max(progress.get(source) ?? Number.NEGATIVE_INFINITY, to);
-        if (Number.isFinite(known)) progress.set(source, known);
-        const records: BusMessage[] = mapSide.drainPartials().map((p) => ({ key: `${p.rule}\u0000${p.key}`, value: encodePartial(p) }));
-        if (Number.isFinite(known)) {
-          const tick = encodeTick({ source, sources, from: Number.isFinite(from) ? from : known, to: known });
-          for (let partition = 0; partition < targets; partition++) records.push({ partition, value: tick });
-        }
-        extra.push(bus.publish(windowsTopic, records));
+      await publishAlerts(alerts, [bus.publish(topics.deadLetter, deadLetters)]);
+      const last = messages[messages.length - 1];
+      if (cache && last) {
+        cache.batchDone(partition, (BigInt(last.offset) + 1n).toString());
+        if (cache.due()) await flush();
       }
-      await publishAlerts(alerts, extra);
     },
   });
+  // Scale-out: a quiet stream still flushes its last counts and ticks within a second.
+  const flushTimer = cache
+    ? setInterval(() => {
+        if (cache.due() || unsent) flush().catch((err) => logger.warn({ err }, "partial window counts not published; retried"));
+      }, 250)
+    : undefined;
+  flushTimer?.unref();
 
   // Embedded mode: silence is noticed by the clock here (scale-out: by the window stage).
   const idleTimer =
-    !mapSide && detector.windows
+    !cache && detector.windows
       ? setInterval(() => {
           const alerts = detector.windows?.idle() ?? [];
           if (alerts.length) publishAlerts(alerts).catch((err) => logger.warn({ err }, "silence alerts not published"));
         }, options.idleCheckMs ?? 10_000)
       : undefined;
   idleTimer?.unref();
+  const consuming = subscription;
   return {
     stop: async () => {
       if (idleTimer) clearInterval(idleTimer);
-      await subscription.stop();
+      if (flushTimer) clearInterval(flushTimer);
+      await flushing?.catch(() => {});
+      if (cache?.pending || unsent)
+        await flush().catch((err) => logger.warn({ err }, "partial window counts not published at stop; their events are read again"));
+      await consuming.stop();
     },
   };
+}
+
+/** Commit positions merged per partition: the furthest wins (a commit covers everything before it). */
+function mergeOffsets(a: { partition: number; offset: string }[], b: { partition: number; offset: string }[]) {
+  const out = new Map<number, bigint>();
+  for (const { partition, offset } of [...a, ...b])
+    out.set(partition, BigInt(offset) > (out.get(partition) ?? -1n) ? BigInt(offset) : (out.get(partition) as bigint));
+  return [...out].map(([partition, offset]) => ({ partition, offset: offset.toString() }));
 }
 
 function deadLetter(raw: string, reason: string, key?: string): BusMessage {

@@ -193,6 +193,7 @@ export class KafkaBus implements Bus {
     partitionsConcurrently,
     maxBytesPerPartition,
     onAssignment,
+    manualCommit,
   }: ConsumeOptions): Promise<Subscription> {
     const consumer = this.kafka.consumer({
       groupId,
@@ -219,7 +220,7 @@ export class KafkaBus implements Bus {
       partitionsConsumedConcurrently: partitionsConcurrently ?? 1,
       // Offsets are resolved only after eachBatch resolves, so a crash mid-batch redelivers it (at-least-once).
       eachBatchAutoResolve: true,
-      autoCommit: true,
+      autoCommit: !manualCommit,
       eachBatch: async ({ batch, heartbeat }) => {
         const messages: ConsumedMessage[] = batch.messages.map((m) => ({
           topic: batch.topic,
@@ -240,6 +241,9 @@ export class KafkaBus implements Bus {
       stop: async () => {
         this.consumers.delete(consumer);
         await consumer.disconnect();
+      },
+      commit: async (offsets) => {
+        if (offsets.length) await consumer.commitOffsets(offsets.map((o) => ({ topic, partition: o.partition, offset: o.offset })));
       },
     };
   }

@@ -29,12 +29,19 @@ export interface ConsumeOptions {
   maxBytesPerPartition?: number;
   /** Called with the partitions this consumer owns after each group rebalance (Kafka); state for others is stale. */
   onAssignment?: (partitions: number[]) => void;
+  /**
+   * The handler commits offsets itself (Subscription.commit), e.g. after a cache of its output is flushed; a batch
+   * resolving then only moves the read position. Kafka only; the in-memory bus commits after each batch regardless.
+   */
+  manualCommit?: boolean;
   /** Called with each batch in order; offsets are committed only after it resolves. */
   eachBatch: (messages: ConsumedMessage[]) => Promise<void>;
 }
 
 export interface Subscription {
   stop(): Promise<void>;
+  /** With manualCommit: marks everything before `offset` (the next to read) in each partition as done. */
+  commit?(offsets: { partition: number; offset: string }[]): Promise<void>;
 }
 
 export interface Bus {

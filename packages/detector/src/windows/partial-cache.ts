@@ -1,0 +1,66 @@
+import type { AuditEvent, BusMessage } from "@k8s-audit/core";
+import { encodePartial } from "./bucket.js";
+import { type CompiledWindowRule, WindowEngine } from "./engine.js";
+import { encodeTick } from "./window-service.js";
+
+/**
+ * The reading side of scale-out windows, as Kafka Streams' record cache: events from many batches are counted into
+ * partial buckets per rule, key and window, and leave as one record per bucket when the cache is flushed (every
+ * second, or when it holds too many keys), followed by one tick per events partition read since the last flush. A key
+ * seen in many batches costs one record per flush instead of one per batch. The offsets of the batches counted are
+ * handed out with the records: commit them only once the records are acknowledged.
+ */
+export class PartialCountCache {
+  private readonly engine: WindowEngine;
+  /** Per events partition: newest event time ever read, and the oldest since the last flush. */
+  private readonly progress = new Map<number, number>();
+  private readonly oldestSinceFlush = new Map<number, number>();
+  /** Per events partition: the next offset to read, for the batches counted since the last flush. */
+  private readonly offsets = new Map<number, string>();
+  private lastFlush = Date.now();
+
+  constructor(
+    rules: readonly CompiledWindowRule[],
+    private readonly topology: { sources: number; targets: number },
+    private readonly limits: { flushMs: number; maxOpenKeys: number } = { flushMs: 1000, maxOpenKeys: 20_000 },
+  ) {
+    // No key cap here: every key must reach its owner exactly; the cache is bounded by flushing instead.
+    this.engine = new WindowEngine(rules, { maxKeysPerWindow: Number.POSITIVE_INFINITY });
+  }
+
+  count(partition: number, event: AuditEvent, time: number): void {
+    this.engine.collect(event, time);
+    if (time > (this.progress.get(partition) ?? Number.NEGATIVE_INFINITY)) this.progress.set(partition, time);
+    if (time < (this.oldestSinceFlush.get(partition) ?? Number.POSITIVE_INFINITY)) this.oldestSinceFlush.set(partition, time);
+  }
+
+  /** A batch of `partition` is counted; reading resumes at `nextOffset`. */
+  batchDone(partition: number, nextOffset: string): void {
+    this.offsets.set(partition, nextOffset);
+    if (!this.oldestSinceFlush.has(partition) && this.progress.has(partition))
+      this.oldestSinceFlush.set(partition, this.progress.get(partition) as number);
+  }
+
+  get pending(): boolean {
+    return this.offsets.size > 0;
+  }
+
+  due(now = Date.now()): boolean {
+    return this.pending && (now - this.lastFlush >= this.limits.flushMs || this.engine.gauges().openKeys >= this.limits.maxOpenKeys);
+  }
+
+  /** Takes the cached partial counts, then the ticks, as records for the windows topic, and the offsets they cover. */
+  drain(): { records: BusMessage[]; offsets: { partition: number; offset: string }[] } {
+    this.lastFlush = Date.now();
+    const records: BusMessage[] = this.engine.drainPartials().map((p) => ({ key: `${p.rule}\u0000${p.key}`, value: encodePartial(p) }));
+    for (const [source, from] of this.oldestSinceFlush) {
+      const to = this.progress.get(source) as number;
+      const tick = encodeTick({ source, sources: this.topology.sources, from, to });
+      for (let partition = 0; partition < this.topology.targets; partition++) records.push({ partition, value: tick });
+    }
+    const offsets = [...this.offsets].map(([partition, offset]) => ({ partition, offset }));
+    this.oldestSinceFlush.clear();
+    this.offsets.clear();
+    return { records, offsets };
+  }
+}
