@@ -1,6 +1,6 @@
 import { type Alert, AuditEventSchema } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { Detector, decodePartial, encodePartial, loadRulePack, WindowEngine } from "../src/index.js";
+import { Detector, decodePartial, encodePartial, loadRulePack, PartialCountCache, WindowEngine } from "../src/index.js";
 
 const pack = loadRulePack();
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
@@ -120,6 +120,34 @@ describe("scale-out: partial counts", () => {
     }
     alerts.push(...owner.flush());
     expect(alerts.map((a) => `${a.event.id}:${a.event.count}`)).toEqual(whole);
+  });
+});
+
+describe("scale-out: the reading side's cache", () => {
+  it("sends one partial count per rule, key and window however many batches it spans, then one tick per source, with the offsets to commit", () => {
+    const cache = new PartialCountCache([rule("flood.principal")], { sources: 2, targets: 3 });
+    const events = steady("script-bot", 600, 0, 1);
+    for (let b = 0; b < 6; b++) {
+      for (const e of events.slice(b * 100, b * 100 + 100)) cache.count(b % 2, e, Date.parse(e.stageTimestamp as string));
+      cache.batchDone(b % 2, String(b * 100 + 100));
+    }
+    const { records, offsets } = cache.drain();
+    const partials = records.filter((r) => r.partition === undefined).map((r) => decodePartial(JSON.parse(r.value)));
+    expect(partials.map((p) => [p.rule, p.key, p.bucket.count])).toEqual([["flood.principal", "prod|script-bot", 600]]);
+    const ticks = records.filter((r) => r.partition !== undefined).map((r) => [r.partition, JSON.parse(r.value).tick.source]);
+    expect(ticks).toEqual([
+      [0, 0],
+      [1, 0],
+      [2, 0],
+      [0, 1],
+      [1, 1],
+      [2, 1],
+    ]);
+    expect(offsets).toEqual([
+      { partition: 0, offset: "500" },
+      { partition: 1, offset: "600" },
+    ]);
+    expect(cache.pending).toBe(false);
   });
 });
 
