@@ -70,8 +70,8 @@ interface RuleState {
   /** Sequence rules: per key, the newest chain that reached each step. */
   chains: Map<string, (ChainLink | undefined)[]>;
   /** Silence rules: per key, the newest event in closed windows, and the newest event and wall time of any arrival. */
-  lastClosed: Map<string, number>;
-  arrivals: Map<string, { facts: EventFacts; wall: number }>;
+  lastClosed: Map<string, { time: number; events: number }>;
+  arrivals: Map<string, { facts: EventFacts; wall: number; events: number }>;
   reported: Map<string, number>;
   /** Start of the oldest open window, so most events cost one comparison to know nothing closes. */
   oldestOpen: number;
@@ -230,7 +230,7 @@ export class WindowEngine {
         for (let i = 0; i < rule.steps.length; i++) if ((rule.steps[i] as Predicate)(event)) steps.push(i);
       }
       addToBucket(bucket, facts, state.distinctOf?.(event), rule.ratio ? rule.ratio(event) : false, steps, state.lean);
-      if (rule.definition.kind === "silence") this.arrived(state, key, facts);
+      if (rule.definition.kind === "silence") this.arrived(state, key, facts, 1);
     }
   }
 
@@ -262,7 +262,7 @@ export class WindowEngine {
     if (bucket && bucket !== from) mergeBucket(bucket, from);
     if (bucket && state.rule.definition.kind === "silence") {
       const newest = from.maxTime >= from.first.time ? { ...from.first, time: from.maxTime } : from.first;
-      this.arrived(state, record.key, newest);
+      this.arrived(state, record.key, newest, from.count);
     }
   }
 
@@ -288,8 +288,8 @@ export class WindowEngine {
     for (const state of this.states) {
       const def = state.rule.definition;
       if (def.kind !== "silence") continue;
-      for (const [key, { facts, wall }] of state.arrivals) {
-        if (now - wall <= def.gap * 1000 || state.reported.get(key) === facts.time) continue;
+      for (const [key, { facts, wall, events }] of state.arrivals) {
+        if (events < def.min_events || now - wall <= def.gap * 1000 || state.reported.get(key) === facts.time) continue;
         state.reported.set(key, facts.time);
         alerts.push(this.silenceAlert(state, key, facts, facts.time, now));
       }
@@ -297,10 +297,10 @@ export class WindowEngine {
     return alerts;
   }
 
-  private arrived(state: RuleState, key: string, facts: EventFacts): void {
+  private arrived(state: RuleState, key: string, facts: EventFacts, events: number): void {
     const previous = state.arrivals.get(key);
     const newest = previous && previous.facts.time > facts.time ? previous.facts : facts;
-    touch(state.arrivals, key, { facts: newest, wall: (this.options.clock ?? Date.now)() });
+    touch(state.arrivals, key, { facts: newest, wall: (this.options.clock ?? Date.now)(), events: (previous?.events ?? 0) + events });
     this.evict(state.arrivals);
   }
 
@@ -499,10 +499,14 @@ export class WindowEngine {
     bucket: Bucket,
   ): Alert[] | undefined {
     const last = state.lastClosed.get(key);
-    touch(state.lastClosed, key, Math.max(last ?? bucket.maxTime, bucket.maxTime));
-    if (last === undefined || bucket.minTime - last <= def.gap * 1000 || state.reported.get(key) === last) return undefined;
-    state.reported.set(key, last);
-    return [this.silenceAlert(state, key, bucket.first, last, bucket.minTime)];
+    touch(state.lastClosed, key, {
+      time: Math.max(last?.time ?? bucket.maxTime, bucket.maxTime),
+      events: (last?.events ?? 0) + bucket.count,
+    });
+    if (!last || last.events < def.min_events) return undefined;
+    if (bucket.minTime - last.time <= def.gap * 1000 || state.reported.get(key) === last.time) return undefined;
+    state.reported.set(key, last.time);
+    return [this.silenceAlert(state, key, bucket.first, last.time, bucket.minTime)];
   }
 
   private silenceAlert(state: RuleState, key: string, facts: EventFacts, lastTime: number, until: number): Alert {

@@ -98,6 +98,8 @@ export const SilenceRuleSchema = z
       .int()
       .min(10)
       .max(7 * 86_400),
+    /** Only a key that has sent at least this many events is watched: one test request is not a stream. */
+    min_events: z.number().int().min(1).default(1),
     condition: ConditionSchema.optional(),
     exclude_system_components: z.boolean().default(false),
   })
