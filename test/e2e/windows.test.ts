@@ -53,6 +53,8 @@ interface Deployment {
   publish(events: AuditEvent[]): Promise<void>;
   /** Alerts on the alerts topic once `ready` holds and nothing new arrived for a few seconds. */
   alerts(ready: (alerts: Alert[]) => boolean): Promise<Alert[]>;
+  /** Stops the (first) window stage and starts a new one in its consumer group, as a crash and restart would. */
+  restartWindowStage(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -70,6 +72,16 @@ async function deploy(brokers: string, instances: number): Promise<Deployment> {
     return b;
   };
   await bus().ensureTopics([topics.events, topics.alerts, topics.deadLetter, topics.windows as string]);
+  const windowStage = (b: KafkaBus, i: number) =>
+    startWindowService({
+      bus: b,
+      topics,
+      windowRules: pack.windowRules,
+      logger: quietLogger,
+      groupId: `windows-${id}`,
+      onAssignment: (p) => owned.windows.set(i, p),
+    });
+  const windowStages: Subscription[] = [];
   for (let i = 0; i < instances; i++) {
     const b = bus();
     const detector = new Detector(pack.rules);
@@ -84,27 +96,21 @@ async function deploy(brokers: string, instances: number): Promise<Deployment> {
         onAssignment: (p) => owned.detector.set(i, p),
       }),
     );
-    subscriptions.push(
-      await startWindowService({
-        bus: b,
-        topics,
-        windowRules: pack.windowRules,
-        logger: quietLogger,
-        groupId: `windows-${id}`,
-        onAssignment: (p) => owned.windows.set(i, p),
-      }),
-    );
+    windowStages.push(await windowStage(b, i));
   }
   // Each partition owned by exactly one instance and every instance owning some: the groups have settled.
   const settled = (m: Map<number, number[]>) => {
     const all = [...m.values()].flat().sort();
     return m.size === instances && [...m.values()].every((p) => p.length > 0) && all.join() === "0,1,2";
   };
-  const deadline = Date.now() + 60_000;
-  while (!(settled(owned.detector) && settled(owned.windows))) {
-    if (Date.now() > deadline) throw new Error(`groups did not settle: ${JSON.stringify([...owned.detector, ...owned.windows])}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  const settle = async () => {
+    const deadline = Date.now() + 60_000;
+    while (!(settled(owned.detector) && settled(owned.windows))) {
+      if (Date.now() > deadline) throw new Error(`groups did not settle: ${JSON.stringify([...owned.detector, ...owned.windows])}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  await settle();
 
   const reader = bus();
   const seen: Alert[] = [];
@@ -135,8 +141,14 @@ async function deploy(brokers: string, instances: number): Promise<Deployment> {
       }
       return [...seen];
     },
+    restartWindowStage: async () => {
+      await windowStages[0]?.stop();
+      owned.windows.delete(0);
+      windowStages[0] = await windowStage(bus(), 0);
+      await settle();
+    },
     stop: async () => {
-      for (const s of subscriptions) await s.stop();
+      for (const s of [...windowStages, ...subscriptions]) await s.stop();
       for (const b of buses) await b.close();
     },
   };
@@ -204,5 +216,24 @@ describe("windowed detections on Kafka", () => {
     deployments.push(d);
     await d.publish(traffic);
     expect(summary(await d.alerts(hasBurst))).toEqual(summary(single));
+  }, 180_000);
+
+  it("loses no open window when the window stage restarts in the middle of a burst", async () => {
+    expect(single.length).toBeGreaterThan(0);
+    const d = await deploy(brokers, 1);
+    deployments.push(d);
+    // Up to the middle of the 401 burst (12 s into minute 6), then a crash and restart of the window stage.
+    const cut = T0 + 6 * MINUTE + 12_000;
+    await d.publish(traffic.filter((e) => Date.parse(e.stageTimestamp as string) < cut));
+    await new Promise((r) => setTimeout(r, 4_000));
+    await d.restartWindowStage();
+    await d.publish(traffic.filter((e) => Date.parse(e.stageTimestamp as string) >= cut));
+    const alerts = await d.alerts(hasBurst);
+    expect(
+      timed(alerts)
+        .filter((a) => a.rule.id === "auth.unauthenticated_burst")
+        .map((a) => a.event.count),
+    ).toEqual([25]);
+    expect(summary(alerts)).toEqual(summary(single));
   }, 180_000);
 });

@@ -114,6 +114,8 @@ describe("scale-out: partial counts", () => {
     for (let i = 0; i < input.length; i += 500) {
       const batch = input.slice(i, i + 500);
       for (const [j, e] of batch.entries()) readers[j % 3]?.collect(e);
+      // What the readers' ticks tell the owner: the stream's time, for warm-up.
+      owner.noteStreamTime(Date.parse(batch[0]?.stageTimestamp as string));
       // Through the wire format, as on the internal topic.
       for (const r of readers) for (const p of r.drainPartials()) owner.merge(decodePartial(JSON.parse(encodePartial(p))));
       alerts.push(...owner.advance(Date.parse(batch[batch.length - 1]?.stageTimestamp as string)));

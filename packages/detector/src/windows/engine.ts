@@ -75,6 +75,8 @@ interface RuleState {
   reported: Map<string, number>;
   /** Start of the oldest open window, so most events cost one comparison to know nothing closes. */
   oldestOpen: number;
+  /** Per open window: the offset of the first partial record merged into it (scale-out), to hold commits back to. */
+  firstOffsets: Map<number, bigint>;
 }
 
 /** Shared empty result: most events close no window, and a fresh array per event is garbage to collect. */
@@ -169,6 +171,7 @@ export class WindowEngine {
         arrivals: new Map(),
         reported: new Map(),
         oldestOpen: Number.POSITIVE_INFINITY,
+        firstOffsets: new Map(),
       };
       this.byId.set(d.id, state);
       return state;
@@ -249,15 +252,17 @@ export class WindowEngine {
   }
 
   /** Adds another instance's partial bucket (the owning side of a scale-out deployment). */
-  merge(record: PartialRecord): void {
+  merge(record: PartialRecord, offset?: bigint): void {
     const state = this.byId.get(record.rule);
     if (!state) return;
     const from = record.bucket;
-    if (from.minTime < this.streamStart) this.streamStart = from.minTime;
+    // Stream time for warm-up comes from the reading side's ticks (noteStreamTime), not from partial counts: after a
+    // restart mid-stream, old partials say nothing about how long this engine has been learning.
     if (record.start + 2 * state.windowMs <= this.watermark) {
       this.stats.lateEvents += from.count;
       return;
     }
+    if (offset !== undefined && !state.firstOffsets.has(record.start)) state.firstOffsets.set(record.start, offset);
     const bucket = this.bucketFor(state, record.start, record.key, from.first, from.count, from);
     if (bucket && bucket !== from) mergeBucket(bucket, from);
     if (bucket && state.rule.definition.kind === "silence") {
@@ -266,7 +271,17 @@ export class WindowEngine {
     }
   }
 
-  /** Notes stream time seen elsewhere (a tick from the reading side), for warm-up. */
+  /**
+   * The offset of the first record merged into a window still open (merge's offsets), if any: committing no further
+   * than this means a restarted owner reads every open window's records again and rebuilds them exactly.
+   */
+  oldestOpenOffset(): bigint | undefined {
+    let oldest: bigint | undefined;
+    for (const s of this.states) for (const o of s.firstOffsets.values()) if (oldest === undefined || o < oldest) oldest = o;
+    return oldest;
+  }
+
+  /** Notes stream time this engine has seen all of since (a tick from the reading side), for warm-up. */
   noteStreamTime(time: number): void {
     if (time < this.streamStart) this.streamStart = time;
   }
@@ -353,6 +368,7 @@ export class WindowEngine {
       for (const start of starts) {
         const buckets = state.windows.get(start) as Map<string, Bucket>;
         state.windows.delete(start);
+        state.firstOffsets.delete(start);
         state.sketches.delete(start);
         const found = this.evaluate(state, start, buckets);
         alerts.push(...found);

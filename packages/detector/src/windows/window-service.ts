@@ -43,6 +43,8 @@ export interface WindowService extends Subscription {
 class PartitionWindows {
   readonly engine: WindowEngine;
   private readonly sources = new Map<number, { to: number; wall: number }>();
+  /** The offset after the last record read. */
+  nextOffset: bigint | undefined;
   private expected = 0;
   private readonly created = Date.now();
 
@@ -54,12 +56,20 @@ class PartitionWindows {
     this.engine = new WindowEngine(rules, options);
   }
 
-  tick(t: Tick, now: number): void {
-    const previous = this.sources.get(t.source)?.to ?? Number.NEGATIVE_INFINITY;
-    this.sources.set(t.source, { to: Math.max(previous, t.to), wall: now });
+  /**
+   * A tick covers the partial counts its source flushed since its previous tick. This engine has all of them when it
+   * read that previous tick too, or read the partition from its very beginning; only then does the tick's start count
+   * as stream time learned (warm-up). After a restart mid-stream, learning restarts from the first complete tick.
+   */
+  tick(t: Tick, now: number, fromBeginning: boolean): void {
+    const previous = this.sources.get(t.source);
+    this.sources.set(t.source, { to: Math.max(previous?.to ?? Number.NEGATIVE_INFINITY, t.to), wall: now });
     this.expected = t.sources;
-    this.engine.noteStreamTime(t.from);
+    if (previous || fromBeginning) this.engine.noteStreamTime(t.from);
   }
+
+  /** Whether this state was built from offset 0 of its partition. */
+  fromBeginning: boolean | undefined;
 
   /** The slowest active source's progress; sources silent for idleSourceMs (or never heard from) stop counting. */
   watermark(now: number): number {
@@ -83,8 +93,9 @@ class PartitionWindows {
 /**
  * The window stage of a scale-out deployment: reads the detectors' partial counts from the internal windows topic
  * (partitioned by rule and key, so each key's state lives in exactly one partition), adds them up per partition,
- * and publishes the alerts of windows the watermark has closed. Offsets are committed after the alerts are published.
- * State is in memory: after a restart or rebalance, open windows start empty and baselines warm up again.
+ * and publishes the alerts of windows the watermark has closed. Offsets are committed after the alerts are published,
+ * and never past an open window's first record, so open windows survive a restart or rebalance; what is remembered
+ * across windows (baselines, sequence progress, silence) does not, and baselines warm up again.
  */
 export async function startWindowService(options: WindowServiceOptions): Promise<WindowService> {
   const { bus, topics, logger } = options;
@@ -111,9 +122,23 @@ export async function startWindowService(options: WindowServiceOptions): Promise
     options.onAlerts?.(alerts);
   };
 
-  const subscription = await bus.consume({
+  let subscription: Subscription | undefined;
+  /**
+   * Commits each partition's offset up to the first record of its oldest open window (or all it read, when none is
+   * open): a restarted or new owner reads the open windows' partial counts again and rebuilds them exactly. Windows
+   * that closed after that point are re-emitted with the same alert ids (deduplicated downstream).
+   */
+  const commitDone = async () => {
+    const offsets = [...partitions].flatMap(([partition, state]) => {
+      const next = state.engine.oldestOpenOffset() ?? state.nextOffset;
+      return next === undefined ? [] : [{ partition, offset: next.toString() }];
+    });
+    await subscription?.commit?.(offsets).catch((err) => logger.warn({ err }, "window stage offsets not committed"));
+  };
+  subscription = await bus.consume({
     topic: windowsTopic,
     groupId: options.groupId ?? "k8s-audit-windows",
+    manualCommit: true,
     onAssignment: (owned) => {
       // A partition that moved away takes its state with it; if it comes back, it starts afresh.
       for (const [p, state] of [...partitions]) {
@@ -127,6 +152,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       const first = messages[0];
       if (!first) return;
       const state = stateFor(first.partition);
+      state.fromBeginning ??= first.offset === "0";
       const now = Date.now();
       for (const message of messages) {
         let record: unknown;
@@ -136,10 +162,13 @@ export async function startWindowService(options: WindowServiceOptions): Promise
           logger.warn({ partition: message.partition, offset: message.offset }, "windows topic: record is not JSON; skipped");
           continue;
         }
-        if (typeof record === "object" && record !== null && "tick" in record) state.tick((record as { tick: Tick }).tick, now);
-        else state.engine.merge(decodePartial(record as Parameters<typeof decodePartial>[0]));
+        if (typeof record === "object" && record !== null && "tick" in record)
+          state.tick((record as { tick: Tick }).tick, now, state.fromBeginning);
+        else state.engine.merge(decodePartial(record as Parameters<typeof decodePartial>[0]), BigInt(message.offset));
       }
+      state.nextOffset = BigInt((messages[messages.length - 1] as (typeof messages)[number]).offset) + 1n;
       await publish(state.engine.advance(state.watermark(now)));
+      await commitDone();
     },
   });
 
@@ -149,7 +178,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
     const now = Date.now();
     const alerts = [...pending, ...[...partitions.values()].flatMap((s) => [...s.engine.advance(s.watermark(now)), ...s.engine.idle(now)])];
     pending = [];
-    publish(alerts).catch((err) => {
+    publish(alerts).then(commitDone, (err) => {
       pending = alerts;
       logger.warn({ err, alerts: alerts.length }, "window alerts not published; retried at the next check");
     });
@@ -192,7 +221,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
     stop: async () => {
       clearInterval(timer);
       clearInterval(statsTimer);
-      await subscription.stop();
+      await subscription?.stop();
     },
   };
 }
