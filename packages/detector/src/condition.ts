@@ -106,7 +106,19 @@ export function compileVisitor(path: string): (root: unknown, found: (value: unk
     }
     return walk(record[key], depth + 1, found);
   };
-  return (root, found) => walk(root, 0, found);
+  // Most paths meet plain objects all the way down: walk those with a loop, and recurse only from an array or wildcard.
+  const last = segments.length;
+  return (root, found) => {
+    let value = root;
+    for (let depth = 0; depth < last; depth++) {
+      if (value === undefined || value === null || typeof value !== "object") return false;
+      const key = segments[depth] as string;
+      if (Array.isArray(value) || key === "*" || key === "~keys") return walk(value, depth, found);
+      value = (value as Record<string, unknown>)[key];
+    }
+    if (value === undefined || value === null) return false;
+    return Array.isArray(value) ? walk(value, last, found) : found(value);
+  };
 }
 
 function globToRegExp(glob: string, flags: string): RegExp {
