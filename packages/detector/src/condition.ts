@@ -223,15 +223,24 @@ function compileFieldTest(test: FieldTest, ctx: CompileContext): Predicate {
   }
   if (test.prefix !== undefined) {
     const prefixes = asStrings(test.prefix, ctx).map(fold);
-    return anyString((s) => prefixes.some((p) => s.startsWith(p)));
+    return anyString((s) => {
+      for (const p of prefixes) if (s.startsWith(p)) return true;
+      return false;
+    });
   }
   if (test.suffix !== undefined) {
     const suffixes = asStrings(test.suffix, ctx).map(fold);
-    return anyString((s) => suffixes.some((p) => s.endsWith(p)));
+    return anyString((s) => {
+      for (const p of suffixes) if (s.endsWith(p)) return true;
+      return false;
+    });
   }
   if (test.contains !== undefined) {
     const needles = asStrings(test.contains, ctx).map(fold);
-    return anyString((s) => needles.some((n) => s.includes(n)));
+    return anyString((s) => {
+      for (const n of needles) if (s.includes(n)) return true;
+      return false;
+    });
   }
   if (test.glob !== undefined) {
     const patterns = asStrings(test.glob, ctx).map((g) => globToRegExp(g, test.ignore_case ? "i" : ""));
@@ -261,11 +270,18 @@ function compileFieldTest(test: FieldTest, ctx: CompileContext): Predicate {
 export function compileCondition(condition: Condition, ctx: CompileContext, macroStack: string[] = []): Predicate {
   if ("all" in condition) {
     const parts = condition.all.map((c) => compileCondition(c, ctx, macroStack));
-    return (event) => parts.every((p) => p(event));
+    // Plain loops: a callback per evaluation would be a closure allocated per event and rule.
+    return (event) => {
+      for (const p of parts) if (!p(event)) return false;
+      return true;
+    };
   }
   if ("any" in condition) {
     const parts = condition.any.map((c) => compileCondition(c, ctx, macroStack));
-    return (event) => parts.some((p) => p(event));
+    return (event) => {
+      for (const p of parts) if (p(event)) return true;
+      return false;
+    };
   }
   if ("not" in condition) {
     const inner = compileCondition(condition.not, ctx, macroStack);
