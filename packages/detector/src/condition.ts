@@ -50,6 +50,8 @@ export type Predicate = (event: unknown) => boolean;
 export interface CompileContext {
   lists: ReadonlyMap<string, readonly (string | number | boolean)[]>;
   macros: ReadonlyMap<string, Condition>;
+  /** Each macro compiled once per pack and shared by every rule that uses it (filled while compiling). */
+  compiledMacros?: Map<string, Predicate>;
 }
 
 /**
@@ -292,7 +294,23 @@ export function compileCondition(condition: Condition, ctx: CompileContext, macr
     if (macroStack.includes(name)) throw new Error(`macro cycle: ${[...macroStack, name].join(" → ")}`);
     const body = ctx.macros.get(name);
     if (!body) throw new Error(`unknown macro "${name}"`);
-    return compileCondition(body, ctx, [...macroStack, name]);
+    ctx.compiledMacros ??= new Map();
+    const shared = ctx.compiledMacros.get(name);
+    if (shared) return shared;
+    const inner = compileCondition(body, ctx, [...macroStack, name]);
+    // Many rules test the same macro (system_component, secret_resource, ...) on the same event, one after another:
+    // the answer for the event just seen is remembered, so each macro is evaluated once per event.
+    let lastEvent: unknown;
+    let lastAnswer = false;
+    const memo: Predicate = (event) => {
+      if (event !== lastEvent) {
+        lastAnswer = inner(event);
+        lastEvent = event;
+      }
+      return lastAnswer;
+    };
+    ctx.compiledMacros.set(name, memo);
+    return memo;
   }
   return compileFieldTest(condition, ctx);
 }
