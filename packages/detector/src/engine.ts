@@ -17,7 +17,7 @@ const FINAL_STAGES = new Set(["ResponseComplete", "Panic"]);
 
 /** One request counts once in windows: its final stage only. */
 export function countsInWindows(event: AuditEvent): boolean {
-  return FINAL_STAGES.has(event.stage);
+  return event.stage === "ResponseComplete" || event.stage === "Panic";
 }
 /** Never handed to callers: only compared by length and spread. */
 const NONE: readonly Alert[] = [];

@@ -105,36 +105,44 @@ function contributorMaps(bucket: Bucket): void {
   bump(bucket.ips, bucket.seed.ip, 1);
 }
 
-/** Counts one event. `lean` buckets (sequences, silence) keep counts, times and steps, not contributors or samples. */
-export function addToBucket(
+/**
+ * Counts one event given its parts (no facts object: most events land in a bucket that exists). Returns whether the
+ * event is earlier than the bucket's first, in which case the caller makes it the first. `lean` buckets (sequences,
+ * silence) keep counts, times and steps, not contributors or samples.
+ */
+export function countEvent(
   bucket: Bucket,
-  facts: EventFacts,
+  time: number,
+  auditID: string,
+  verb: string,
+  resource: string | undefined,
+  ip: string | undefined,
   distinct: string | undefined,
   hit: boolean,
-  steps?: number[],
-  lean = false,
-): void {
+  steps: number[] | undefined,
+  lean: boolean,
+): boolean {
   bucket.count++;
   if (hit) bucket.hits++;
-  if (earlier(facts, bucket.first)) bucket.first = facts;
-  if (facts.time < bucket.minTime) bucket.minTime = facts.time;
-  if (facts.time > bucket.maxTime) bucket.maxTime = facts.time;
+  if (time < bucket.minTime) bucket.minTime = time;
+  if (time > bucket.maxTime) bucket.maxTime = time;
   if (distinct !== undefined && bucket.distinct && bucket.distinct.size < MAX_DISTINCT) bucket.distinct.add(distinct);
   if (!lean) {
     if (bucket.count > 1 && (bucket.count <= EXACT_CONTRIBUTORS || (bucket.count & 3) === 0)) {
       contributorMaps(bucket);
       const weight = bucket.count <= EXACT_CONTRIBUTORS ? 1 : 4;
-      bump(bucket.verbs as Map<string, number>, facts.verb, weight);
-      bump(bucket.resources as Map<string, number>, facts.resource, weight);
-      bump(bucket.ips as Map<string, number>, facts.ip, weight);
+      bump(bucket.verbs as Map<string, number>, verb, weight);
+      bump(bucket.resources as Map<string, number>, resource, weight);
+      bump(bucket.ips as Map<string, number>, ip, weight);
     }
-    if (bucket.sample.length < MAX_SAMPLE_IDS) bucket.sample.push(facts.auditID);
+    if (bucket.sample.length < MAX_SAMPLE_IDS) bucket.sample.push(auditID);
   }
   if (steps) {
     bucket.steps ??= [];
-    for (const step of steps)
-      if (bucket.steps.length < MAX_STEP_HITS) bucket.steps.push({ time: facts.time, auditID: facts.auditID, step });
+    for (const step of steps) if (bucket.steps.length < MAX_STEP_HITS) bucket.steps.push({ time, auditID, step });
   }
+  const first = bucket.first;
+  return time < first.time || (time === first.time && auditID < first.auditID);
 }
 
 const mergeCounts = (into: Map<string, number>, from: Map<string, number>) => {

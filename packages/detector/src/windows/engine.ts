@@ -3,8 +3,8 @@ import { threatOf } from "../alert-builder.js";
 import { compileVisitor, type Predicate, pathSegments } from "../condition.js";
 import type { WindowGauges } from "../metrics.js";
 import {
-  addToBucket,
   type Bucket,
+  countEvent,
   type EventFacts,
   factsOf,
   mergeBucket,
@@ -77,6 +77,9 @@ interface RuleState {
   oldestOpen: number;
   /** Per open window: the offset of the first partial record merged into it (scale-out), to hold commits back to. */
   firstOffsets: Map<number, bigint>;
+  /** The window most recently counted into, and its buckets. */
+  lastStart?: number;
+  lastBuckets?: Map<string, Bucket>;
 }
 
 /** Shared empty result: most events close no window, and a fresh array per event is garbage to collect. */
@@ -206,9 +209,11 @@ export class WindowEngine {
   collect(event: AuditEvent, time = Date.parse(eventTime(event))): void {
     if (Number.isNaN(time)) return;
     if (time < this.streamStart) this.streamStart = time;
-    // Whether the event comes from a system component, and its facts: computed at most once per event.
+    // Computed at most once per event, and only when a rule needs them: system component or not, the trusted source
+    // address, the facts a new bucket keeps.
     let system: boolean | undefined;
     let facts: EventFacts | undefined;
+    let ip: string | undefined | null = null;
     for (const state of this.states) {
       const rule = state.rule;
       if (rule.matches && !rule.matches(event)) continue;
@@ -224,16 +229,33 @@ export class WindowEngine {
       }
       const key = state.keyOf(event);
       if (key === undefined) continue;
-      facts ??= factsOf(event, time);
-      const bucket = this.bucketFor(state, start, key, facts, 1);
-      if (!bucket) continue;
+      const buckets = state.lastStart === start ? (state.lastBuckets as Map<string, Bucket>) : this.windowOf(state, start);
+      let bucket = buckets.get(key);
+      if (!bucket) {
+        facts ??= factsOf(event, time);
+        bucket = this.bucketFor(state, start, key, facts, 1);
+        if (!bucket) continue;
+      }
       let steps: number[] | undefined;
       if (rule.steps) {
         steps = [];
         for (let i = 0; i < rule.steps.length; i++) if ((rule.steps[i] as Predicate)(event)) steps.push(i);
       }
-      addToBucket(bucket, facts, state.distinctOf?.(event), rule.ratio ? rule.ratio(event) : false, steps, state.lean);
-      if (rule.definition.kind === "silence") this.arrived(state, key, facts, 1);
+      if (ip === null) ip = trustedSourceIP(event);
+      const distinct = state.distinctOf?.(event);
+      const hit = rule.ratio ? rule.ratio(event) : false;
+      if (countEvent(bucket, time, event.auditID, event.verb, event.objectRef?.resource, ip, distinct, hit, steps, state.lean)) {
+        facts ??= factsOf(event, time);
+        bucket.first = facts;
+      }
+      if (rule.definition.kind === "silence") {
+        const seen = state.arrivals.get(key);
+        if (seen && time <= seen.facts.time) this.arrived(state, key, seen.facts, 1);
+        else {
+          facts ??= factsOf(event, time);
+          this.arrived(state, key, facts, 1);
+        }
+      }
     }
   }
 
@@ -245,6 +267,7 @@ export class WindowEngine {
         for (const [key, bucket] of buckets) out.push({ rule: state.rule.definition.id, key, start, bucket });
       state.windows.clear();
       state.sketches.clear();
+      state.lastStart = undefined;
       state.arrivals.clear();
       state.oldestOpen = Number.POSITIVE_INFINITY;
     }
@@ -313,9 +336,16 @@ export class WindowEngine {
   }
 
   private arrived(state: RuleState, key: string, facts: EventFacts, events: number): void {
+    const wall = (this.options.clock ?? Date.now)();
     const previous = state.arrivals.get(key);
-    const newest = previous && previous.facts.time > facts.time ? previous.facts : facts;
-    touch(state.arrivals, key, { facts: newest, wall: (this.options.clock ?? Date.now)(), events: (previous?.events ?? 0) + events });
+    if (previous) {
+      // Updated in place: silence keys are few (clusters) and seen on every event.
+      if (facts.time > previous.facts.time) previous.facts = facts;
+      previous.wall = wall;
+      previous.events += events;
+      return;
+    }
+    state.arrivals.set(key, { facts, wall, events });
     this.evict(state.arrivals);
   }
 
@@ -323,13 +353,21 @@ export class WindowEngine {
    * The key's bucket in the window, created if the window still has room. Past the cap, the key is counted in the
    * window's sketch and gets a bucket only once its estimate reaches the rule's floor.
    */
-  private bucketFor(state: RuleState, start: number, key: string, facts: EventFacts, weight: number, ready?: Bucket): Bucket | undefined {
+  /** The open window's buckets, created if new; remembered as the rule's current window (most events land there). */
+  private windowOf(state: RuleState, start: number): Map<string, Bucket> {
     let buckets = state.windows.get(start);
     if (!buckets) {
       buckets = new Map();
       state.windows.set(start, buckets);
       if (start < state.oldestOpen) state.oldestOpen = start;
     }
+    state.lastStart = start;
+    state.lastBuckets = buckets;
+    return buckets;
+  }
+
+  private bucketFor(state: RuleState, start: number, key: string, facts: EventFacts, weight: number, ready?: Bucket): Bucket | undefined {
+    const buckets = this.windowOf(state, start);
     const existing = buckets.get(key);
     if (existing) return existing;
     const def = state.rule.definition;
@@ -369,6 +407,7 @@ export class WindowEngine {
         const buckets = state.windows.get(start) as Map<string, Bucket>;
         state.windows.delete(start);
         state.firstOffsets.delete(start);
+        if (state.lastStart === start) state.lastStart = undefined;
         state.sketches.delete(start);
         const found = this.evaluate(state, start, buckets);
         alerts.push(...found);
