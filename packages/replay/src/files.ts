@@ -1,7 +1,7 @@
 import { closeSync, createReadStream, existsSync, openSync, readSync, statSync } from "node:fs";
 import { basename } from "node:path";
-import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import { createGunzip } from "node:zlib";
 import fg from "fast-glob";
 
@@ -60,7 +60,24 @@ function isGzip(path: string): boolean {
   }
 }
 
-/** Lines of any length, streamed. */
-export function lines(stream: Readable): AsyncIterable<string> {
-  return createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+/**
+ * Lines of any length, streamed, a chunk's worth at a time: one await per chunk rather than per line (readline's
+ * per-line promises and regex split were a fifth of a replay's time). Splits on \n and drops a \r before it.
+ */
+export async function* lineBatches(stream: Readable): AsyncIterable<string[]> {
+  const decoder = new StringDecoder("utf8");
+  let rest = "";
+  for await (const chunk of stream) {
+    const text = rest + (typeof chunk === "string" ? chunk : decoder.write(chunk as Buffer));
+    const batch: string[] = [];
+    let from = 0;
+    for (let nl = text.indexOf("\n"); nl !== -1; nl = text.indexOf("\n", from)) {
+      batch.push(text.charCodeAt(nl - 1) === 13 ? text.slice(from, nl - 1) : text.slice(from, nl));
+      from = nl + 1;
+    }
+    rest = text.slice(from);
+    if (batch.length) yield batch;
+  }
+  rest += decoder.end();
+  if (rest.length) yield [rest.endsWith("\r") ? rest.slice(0, -1) : rest];
 }

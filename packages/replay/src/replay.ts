@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { type Alert, type AuditEvent, eventTime, looksLikeAuditEvent, whyNotAnAuditEvent } from "@k8s-audit/core";
 import type { Detector } from "@k8s-audit/detector";
-import { lines, openInput, resolveInputs } from "./files.js";
+import { lineBatches, openInput, resolveInputs } from "./files.js";
 import { compileFilters, type ReplayFilters } from "./filters.js";
 import { type Decoded, decodeRecord } from "./formats.js";
 
@@ -92,8 +92,11 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     await options.onAlerts?.(alerts);
   };
 
-  const handle = async (decoded: Decoded[], file: string, line: number) => {
-    for (const { event } of decoded) {
+  // Synchronous unless a callback or alerts need awaiting: an async call per line would cost a promise per event.
+  const handle = (decoded: Decoded[], file: string, line: number): Promise<void> | undefined => {
+    let pending: Promise<void> | undefined;
+    for (const [index, { event }] of decoded.entries()) {
+      if (pending) return pending.then(() => handle(decoded.slice(index), file, line));
       summary.eventsRead++;
       if (!looksLikeAuditEvent(event)) {
         malformed(file, line, `not an audit event: ${whyNotAnAuditEvent(event)}`);
@@ -107,12 +110,15 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
       const t = eventTime(event);
       if (!summary.firstEvent || t < summary.firstEvent) summary.firstEvent = t;
       if (!summary.lastEvent || t > summary.lastEvent) summary.lastEvent = t;
-      if (options.onEvent) await options.onEvent(event);
-      if (options.detector) {
-        const alerts = options.detector.evaluate(event);
-        if (alerts.length > 0) await emitAlerts(alerts);
+      const alerts = options.detector?.evaluate(event);
+      if (options.onEvent || (alerts && alerts.length > 0)) {
+        pending = (async () => {
+          if (options.onEvent) await options.onEvent(event);
+          if (alerts && alerts.length > 0) await emitAlerts(alerts);
+        })();
       }
     }
+    return pending;
   };
 
   for (const file of files) {
@@ -126,29 +132,32 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
         options.onProgress({ bytesRead, bytesTotal: summary.bytes, events: summary.eventsRead, file: file.path });
       }
     });
-    for await (const text of lines(stream)) {
-      lineNo++;
-      if (text.length === 0 || /^\s*$/.test(text)) continue;
-      let value: unknown;
-      try {
-        value = JSON.parse(text);
-      } catch (err) {
-        // A pretty-printed EventList or Event file is one JSON document over many lines: read it whole instead.
-        if (lineNo === 1 && /^\s*[[{]\s*$/.test(text)) {
-          wholeFile = true;
-          break;
+    reading: for await (const batch of lineBatches(stream)) {
+      for (const text of batch) {
+        lineNo++;
+        if (text.length === 0 || /^\s*$/.test(text)) continue;
+        let value: unknown;
+        try {
+          value = JSON.parse(text);
+        } catch (err) {
+          // A pretty-printed EventList or Event file is one JSON document over many lines: read it whole instead.
+          if (lineNo === 1 && /^\s*[[{]\s*$/.test(text)) {
+            wholeFile = true;
+            break reading;
+          }
+          malformed(file.path, lineNo, `malformed JSON: ${(err as Error).message}`);
+          continue;
         }
-        malformed(file.path, lineNo, `malformed JSON: ${(err as Error).message}`);
-        continue;
+        let decoded: Decoded[];
+        try {
+          decoded = decodeRecord(value);
+        } catch (err) {
+          malformed(file.path, lineNo, `malformed envelope: ${(err as Error).message}`);
+          continue;
+        }
+        const pending = handle(decoded, file.path, lineNo);
+        if (pending) await pending;
       }
-      let decoded: Decoded[];
-      try {
-        decoded = decodeRecord(value);
-      } catch (err) {
-        malformed(file.path, lineNo, `malformed envelope: ${(err as Error).message}`);
-        continue;
-      }
-      await handle(decoded, file.path, lineNo);
     }
     if (wholeFile) {
       stream.destroy();
