@@ -12,6 +12,6 @@ export { compileSigmaRule, loadSigmaPack, loadSigmaRules, SHIPPED_SIGMA_DIR, SIG
 export { StormAggregator } from "./storm.js";
 export { decodePartial, encodePartial, type PartialRecord } from "./windows/bucket.js";
 export { type CompiledWindowRule, WindowEngine, type WindowEngineOptions, type WindowStats } from "./windows/engine.js";
-export { PartialCountCache } from "./windows/partial-cache.js";
+export { PartialCountCache, partitionOf } from "./windows/partial-cache.js";
 export { type TimedRuleDefinition, TimedRuleSchema } from "./windows/window-rule.js";
 export { startWindowService, type Tick, type WindowService, type WindowServiceOptions } from "./windows/window-service.js";

@@ -1,6 +1,6 @@
 import { type Alert, AuditEventSchema } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { Detector, decodePartial, encodePartial, loadRulePack, PartialCountCache, WindowEngine } from "../src/index.js";
+import { Detector, decodePartial, encodePartial, loadRulePack, PartialCountCache, partitionOf, WindowEngine } from "../src/index.js";
 
 const pack = loadRulePack();
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
@@ -134,9 +134,12 @@ describe("scale-out: the reading side's cache", () => {
       cache.batchDone(b % 2, String(b * 100 + 100));
     }
     const { records, offsets } = cache.drain();
-    const partials = records.filter((r) => r.partition === undefined).map((r) => decodePartial(JSON.parse(r.value)));
+    const parsed = records.map((r) => ({ partition: r.partition, value: JSON.parse(r.value) }));
+    const partials = parsed.filter((r) => r.value.partials).flatMap((r) => r.value.partials.map(decodePartial));
     expect(partials.map((p) => [p.rule, p.key, p.bucket.count])).toEqual([["flood.principal", "prod|script-bot", 600]]);
-    const ticks = records.filter((r) => r.partition !== undefined).map((r) => [r.partition, JSON.parse(r.value).tick.source]);
+    // Addressed to the partition that owns the key, before the ticks.
+    expect(parsed[0]?.partition).toBe(partitionOf("flood.principal\u0000prod|script-bot", 3));
+    const ticks = parsed.filter((r) => r.value.tick).map((r) => [r.partition, r.value.tick.source]);
     expect(ticks).toEqual([
       [0, 0],
       [1, 0],

@@ -162,9 +162,13 @@ export async function startWindowService(options: WindowServiceOptions): Promise
           logger.warn({ partition: message.partition, offset: message.offset }, "windows topic: record is not JSON; skipped");
           continue;
         }
-        if (typeof record === "object" && record !== null && "tick" in record)
-          state.tick((record as { tick: Tick }).tick, now, state.fromBeginning);
-        else state.engine.merge(decodePartial(record as Parameters<typeof decodePartial>[0]), BigInt(message.offset));
+        if (typeof record !== "object" || record === null) continue;
+        if ("tick" in record) state.tick((record as { tick: Tick }).tick, now, state.fromBeginning);
+        else if ("partials" in record) {
+          const offset = BigInt(message.offset);
+          for (const p of (record as { partials: Parameters<typeof decodePartial>[0][] }).partials)
+            state.engine.merge(decodePartial(p), offset);
+        }
       }
       state.nextOffset = BigInt((messages[messages.length - 1] as (typeof messages)[number]).offset) + 1n;
       await publish(state.engine.advance(state.watermark(now)));
