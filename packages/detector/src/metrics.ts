@@ -17,6 +17,21 @@ const WINDOW_COUNTERS: Record<keyof WindowStats, string> = {
   droppedEvents: "Events of tail keys a sketch cannot count (distinct, ratio, sequence, silence rules), dropped",
 };
 
+/** The sum of several engines' gauges (all zero for none). */
+export function sumGauges(all: readonly WindowGauges[]): WindowGauges {
+  const sum: WindowGauges = {
+    lateEvents: 0,
+    evictedKeys: 0,
+    sketchedEvents: 0,
+    promotedKeys: 0,
+    droppedEvents: 0,
+    openKeys: 0,
+    rememberedKeys: 0,
+  };
+  for (const g of all) for (const k of Object.keys(sum) as (keyof WindowGauges)[]) sum[k] += g[k];
+  return sum;
+}
+
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
 /** The detector's Prometheus metrics, on their own registry (several pipelines in one process must not collide). */
@@ -24,22 +39,7 @@ export function createDetectorMetrics() {
   const registry = new Registry();
   const prefix = "k8s_audit_detector_";
   const sources: (() => WindowGauges)[] = [];
-  const total = (): WindowGauges => {
-    const sum: WindowGauges = {
-      lateEvents: 0,
-      evictedKeys: 0,
-      sketchedEvents: 0,
-      promotedKeys: 0,
-      droppedEvents: 0,
-      openKeys: 0,
-      rememberedKeys: 0,
-    };
-    for (const source of sources) {
-      const s = source();
-      for (const k of Object.keys(sum) as (keyof WindowGauges)[]) sum[k] += s[k];
-    }
-    return sum;
-  };
+  const total = (): WindowGauges => sumGauges(sources.map((source) => source()));
   // Engine counters are read at scrape time; each counter advances by what the engines added since the last scrape.
   const reported = new Map<keyof WindowStats, number>();
   for (const [key, help] of Object.entries(WINDOW_COUNTERS) as [keyof WindowStats, string][]) {

@@ -1,5 +1,5 @@
 import type { Alert, Bus, Logger, Subscription, Topics } from "@k8s-audit/core";
-import type { DetectorMetrics, WindowGauges } from "../metrics.js";
+import { type DetectorMetrics, sumGauges, type WindowGauges } from "../metrics.js";
 import { decodePartial } from "./bucket.js";
 import { type CompiledWindowRule, WindowEngine, type WindowEngineOptions, type WindowStats } from "./engine.js";
 
@@ -122,6 +122,8 @@ export async function startWindowService(options: WindowServiceOptions): Promise
     options.onAlerts?.(alerts);
   };
 
+  // Counters of partitions that moved away stay counted: they happened.
+  let retired = sumGauges([]);
   let subscription: Subscription | undefined;
   /**
    * Commits each partition's offset up to the first record of its oldest open window (or all it read, when none is
@@ -143,7 +145,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       // A partition that moved away takes its state with it; if it comes back, it starts afresh.
       for (const [p, state] of [...partitions]) {
         if (owned.includes(p)) continue;
-        for (const k of Object.keys(state.engine.stats) as (keyof WindowStats)[]) retired[k] += state.engine.stats[k];
+        retired = sumGauges([retired, { ...state.engine.stats, openKeys: 0, rememberedKeys: 0 }]);
         partitions.delete(p);
       }
       options.onAssignment?.(owned);
@@ -189,24 +191,8 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   }, options.idleCheckMs ?? 5_000);
   timer.unref();
 
-  // Counters of partitions that moved away stay counted: they happened.
-  const retired: WindowGauges = {
-    lateEvents: 0,
-    evictedKeys: 0,
-    sketchedEvents: 0,
-    promotedKeys: 0,
-    droppedEvents: 0,
-    openKeys: 0,
-    rememberedKeys: 0,
-  };
-  const gauges = (): WindowGauges => {
-    const total = { ...retired, openKeys: 0, rememberedKeys: 0 };
-    for (const s of partitions.values()) {
-      const g = s.engine.gauges();
-      for (const k of Object.keys(total) as (keyof WindowGauges)[]) total[k] += g[k];
-    }
-    return total;
-  };
+  const gauges = (): WindowGauges =>
+    sumGauges([{ ...retired, openKeys: 0, rememberedKeys: 0 }, ...[...partitions.values()].map((s) => s.engine.gauges())]);
   const stats = (): WindowStats => {
     const { openKeys: _open, rememberedKeys: _remembered, ...counters } = gauges();
     return counters;
