@@ -88,7 +88,9 @@ export class Ingestor {
         });
         return;
       }
-      const event: AuditEvent = { ...parsed.data, cluster };
+      // zod's output is a fresh object: stamp it in place rather than copy it.
+      const event: AuditEvent = parsed.data;
+      event.cluster = cluster;
       const key = `${cluster}|${dedupKey(event)}`;
       if (batchKeys.has(key) || this.options.dedup?.has(key)) {
         deduplicated++;
