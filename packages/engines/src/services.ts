@@ -17,30 +17,37 @@ const say = (m: string) => console.error(`[engines] ${m}`);
  */
 export async function ensureEngines(env: NodeJS.ProcessEnv = process.env, log = say): Promise<Engines> {
   const started: Engines["started"] = [];
-  const kafka = async () => {
-    if (env.KAFKA_BROKERS) {
-      if (!(await kafkaReachable(env.KAFKA_BROKERS)))
-        throw new Error(`KAFKA_BROKERS=${env.KAFKA_BROKERS} is set but Kafka does not answer there`);
-      log(`using Kafka at ${env.KAFKA_BROKERS} (KAFKA_BROKERS)`);
-      return env.KAFKA_BROKERS;
+  // The same steps for each engine: use the one named in the environment (it must answer), else start or reuse ours.
+  const engine = async (e: {
+    id: Engines["started"][number];
+    name: string;
+    variable: "KAFKA_BROKERS" | "ELASTICSEARCH_URL";
+    reachable: (address: string) => Promise<boolean>;
+    start: (log: (message: string) => void) => Promise<"started" | "reused">;
+    local: string;
+  }) => {
+    const given = env[e.variable];
+    if (given) {
+      if (!(await e.reachable(given))) throw new Error(`${e.variable}=${given} is set but ${e.name} does not answer there`);
+      log(`using ${e.name} at ${given} (${e.variable})`);
+      return given;
     }
-    const how = await startKafka(log);
-    if (how === "started") started.push("kafka");
-    log(`Kafka ${how === "started" ? "started" : "already running (reused)"} at ${KAFKA_BROKERS}`);
-    return KAFKA_BROKERS;
+    const how = await e.start(log);
+    if (how === "started") started.push(e.id);
+    log(`${e.name} ${how === "started" ? "started" : "already running (reused)"} at ${e.local}`);
+    return e.local;
   };
-  const elasticsearch = async () => {
-    if (env.ELASTICSEARCH_URL) {
-      if (!(await elasticsearchReachable(env.ELASTICSEARCH_URL)))
-        throw new Error(`ELASTICSEARCH_URL=${env.ELASTICSEARCH_URL} is set but Elasticsearch does not answer there`);
-      log(`using Elasticsearch at ${env.ELASTICSEARCH_URL} (ELASTICSEARCH_URL)`);
-      return env.ELASTICSEARCH_URL;
-    }
-    const how = await startElasticsearch(log);
-    if (how === "started") started.push("elasticsearch");
-    log(`Elasticsearch ${how === "started" ? "started" : "already running (reused)"} at ${ELASTICSEARCH_URL}`);
-    return ELASTICSEARCH_URL;
-  };
+  const kafka = () =>
+    engine({ id: "kafka", name: "Kafka", variable: "KAFKA_BROKERS", reachable: kafkaReachable, start: startKafka, local: KAFKA_BROKERS });
+  const elasticsearch = () =>
+    engine({
+      id: "elasticsearch",
+      name: "Elasticsearch",
+      variable: "ELASTICSEARCH_URL",
+      reachable: elasticsearchReachable,
+      start: startElasticsearch,
+      local: ELASTICSEARCH_URL,
+    });
   const [kafkaBrokers, elasticsearchUrl] = await Promise.all([kafka(), elasticsearch()]);
   return { kafkaBrokers, elasticsearchUrl, started };
 }
