@@ -178,7 +178,8 @@ export async function startWindowService(options: WindowServiceOptions): Promise
     },
   });
 
-  // Windows closed by the clock (idle sources) and silence: no offsets to hold back, so a failed publish is kept and retried.
+  // Windows closed by the clock (idle sources) and silence: a failed publish is kept and retried; offsets move on only
+  // after a publish succeeds, so a crash before then reads those windows again.
   let pending: Alert[] = [];
   const timer = setInterval(() => {
     const now = Date.now();
