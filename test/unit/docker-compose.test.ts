@@ -32,7 +32,8 @@ describe("docker-compose.yml", () => {
   });
 
   it("configures the stages only with variables the config schema knows, and the default topic names", () => {
-    const known = new Set(Object.keys(ConfigSchema.shape));
+    // Our settings, plus Node's own (a detector's heap limit).
+    const known = new Set([...Object.keys(ConfigSchema.shape), "NODE_OPTIONS"]);
     const defaults = ConfigSchema.parse({});
     for (const name of ["ingest", "detector", "shipper"]) {
       const env = services[name].environment as Record<string, string>;
@@ -40,6 +41,7 @@ describe("docker-compose.yml", () => {
       expect(env.K8S_AUDIT_TOPIC_EVENTS).toBe(defaults.K8S_AUDIT_TOPIC_EVENTS);
       expect(env.K8S_AUDIT_TOPIC_ALERTS).toBe(defaults.K8S_AUDIT_TOPIC_ALERTS);
       expect(env.K8S_AUDIT_TOPIC_DEADLETTER).toBe(defaults.K8S_AUDIT_TOPIC_DEADLETTER);
+      expect(env.K8S_AUDIT_TOPIC_WINDOWS).toBe(defaults.K8S_AUDIT_TOPIC_WINDOWS);
       expect(services[name].build.dockerfile).toBe("packages/cli/Dockerfile");
     }
   });
