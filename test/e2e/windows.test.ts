@@ -84,7 +84,7 @@ async function deploy(brokers: string, instances: number): Promise<Deployment> {
   const windowStages: Subscription[] = [];
   for (let i = 0; i < instances; i++) {
     const b = bus();
-    const detector = new Detector(pack.rules);
+    const detector = new Detector(pack.rules, { stormWindowMs: 0 });
     subscriptions.push(
       await startDetectorService({
         bus: b,
@@ -155,8 +155,15 @@ async function deploy(brokers: string, instances: number): Promise<Deployment> {
 }
 
 const timed = (alerts: Alert[]) => alerts.filter((a) => timedRuleIds.has(a.rule.id));
+/** Every windowed result: timed-rule alerts and storm summaries (a per-event rule's alerts for one principal, folded). */
 const summary = (alerts: Alert[]) =>
-  [...new Set(timed(alerts).map((a) => `${a.rule.id} ${a.labels?.window_key} ${a.event.start} ${a.event.id}`))].sort();
+  [
+    ...new Set(
+      alerts
+        .filter((a) => a.event.start !== undefined)
+        .map((a) => `${a.rule.id} ${a.labels?.window_key ?? a.user?.name} ${a.event.start} ${a.event.id} ${a.event.count}`),
+    ),
+  ].sort();
 const hasBurst = (alerts: Alert[]) => alerts.some((a) => a.rule.id === "auth.unauthenticated_burst");
 
 describe("windowed detections on Kafka", () => {

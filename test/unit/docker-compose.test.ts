@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { ConfigSchema } from "@k8s-audit/core";
+import { ConfigSchema, topicsOf } from "@k8s-audit/core";
 import { ELASTICSEARCH_VERSION, KAFKA_VERSION } from "@k8s-audit/engines";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
@@ -41,7 +41,7 @@ describe("docker-compose.yml", () => {
       expect(env.K8S_AUDIT_TOPIC_EVENTS).toBe(defaults.K8S_AUDIT_TOPIC_EVENTS);
       expect(env.K8S_AUDIT_TOPIC_ALERTS).toBe(defaults.K8S_AUDIT_TOPIC_ALERTS);
       expect(env.K8S_AUDIT_TOPIC_DEADLETTER).toBe(defaults.K8S_AUDIT_TOPIC_DEADLETTER);
-      expect(env.K8S_AUDIT_TOPIC_WINDOWS).toBe(defaults.K8S_AUDIT_TOPIC_WINDOWS);
+      expect(env.K8S_AUDIT_TOPIC_WINDOWS).toBe(topicsOf(defaults).windows);
       expect(services[name].build.dockerfile).toBe("packages/cli/Dockerfile");
     }
   });

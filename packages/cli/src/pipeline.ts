@@ -104,7 +104,8 @@ export async function startPipeline(options: {
       // On Kafka the timed rules are repartitioned by key (any number of detector processes give the same answer);
       // in one process the detector counts them itself.
       const scaleOut = bus.kind === "kafka";
-      const detector = new Detector(pack.rules, scaleOut ? {} : { windowRules: pack.windowRules });
+      // Scale-out: the window stage folds storms too, seeing all of a principal's alerts of a rule.
+      const detector = new Detector(pack.rules, scaleOut ? { stormWindowMs: 0 } : { windowRules: pack.windowRules });
       subscriptions.push(
         await startDetectorService({
           bus,

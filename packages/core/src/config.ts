@@ -71,8 +71,11 @@ export const ConfigSchema = z.object({
   K8S_AUDIT_TOPIC_EVENTS: TopicName.default("k8s-audit.events"),
   K8S_AUDIT_TOPIC_ALERTS: TopicName.default("k8s-audit.alerts"),
   K8S_AUDIT_TOPIC_DEADLETTER: TopicName.default("k8s-audit.deadletter"),
-  /** Internal topic of the detectors' partial window counts, partitioned by rule and key (Kafka only). */
-  K8S_AUDIT_TOPIC_WINDOWS: TopicName.default("k8s-audit.windows"),
+  /**
+   * Internal topic of the detectors' partial window counts and alerts, partitioned by rule and key (Kafka only).
+   * Default: the events topic's name + ".windows", so two pipelines on one Kafka never share it by accident.
+   */
+  K8S_AUDIT_TOPIC_WINDOWS: TopicName.optional(),
   K8S_AUDIT_RULES_DIR: z.string().optional(),
   K8S_AUDIT_SIGMA_DIR: z.string().optional(),
   ELASTICSEARCH_URL: Url.optional(),
@@ -128,7 +131,7 @@ export function topicsOf(config: Config) {
     events: config.K8S_AUDIT_TOPIC_EVENTS,
     alerts: config.K8S_AUDIT_TOPIC_ALERTS,
     deadLetter: config.K8S_AUDIT_TOPIC_DEADLETTER,
-    windows: config.K8S_AUDIT_TOPIC_WINDOWS,
+    windows: config.K8S_AUDIT_TOPIC_WINDOWS ?? `${config.K8S_AUDIT_TOPIC_EVENTS}.windows`,
   };
 }
 

@@ -40,6 +40,10 @@ export class Detector {
   private readonly recent = new Set<string>();
 
   private readonly storms: StormAggregator | undefined;
+  /** Whether this detector folds storms itself (off when the window stage folds them: scale-out). */
+  get foldsStorms(): boolean {
+    return this.storms !== undefined;
+  }
   readonly windows: WindowEngine | undefined;
 
   constructor(

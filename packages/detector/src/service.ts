@@ -22,9 +22,10 @@ export interface DetectorServiceOptions {
   logger: Logger;
   groupId?: string;
   /**
-   * Scale-out: the timed rules are counted here per batch and their partial counts published to `topics.windows`,
-   * keyed by rule and key, for the window stage (startWindowService) to add up. Without it the detector's own window
-   * engine counts (one process sees everything: the embedded default).
+   * Scale-out: the timed rules are counted here and their partial counts published to `topics.windows`, keyed by rule
+   * and key, for the window stage (startWindowService) to add up; per-event alerts go there too, to be folded into
+   * storms by the partition that owns their rule and principal, and published by it. Without it the detector's own
+   * window engine counts and it publishes its alerts itself (one process sees everything: the embedded default).
    */
   repartition?: { windowRules: readonly CompiledWindowRule[] };
   /** How often the clock-based timed rules (silence) are checked, in the embedded mode. */
@@ -51,6 +52,8 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
   const [sources, targets] = windowsTopic
     ? await Promise.all([bus.partitionCount(topics.events), bus.partitionCount(windowsTopic)])
     : [0, 0];
+  if (options.repartition && detector.foldsStorms)
+    throw new Error("with repartition the window stage folds storms: construct the Detector with stormWindowMs: 0");
   const cache = options.repartition ? new PartialCountCache(options.repartition.windowRules, { sources, targets }) : undefined;
   let subscription: Subscription | undefined;
   // Records and offsets of a flush whose publish failed: sent first next time, so no batch is committed uncounted.
@@ -123,8 +126,12 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
       alerts.push(...detector.expire());
       metrics?.events.inc(messages.length - deadLetters.length);
       if (deadLetters.length) metrics?.deadLetters.inc(deadLetters.length);
-      await publishAlerts(alerts, [bus.publish(topics.deadLetter, deadLetters)]);
       const last = messages[messages.length - 1];
+      if (cache) {
+        // Scale-out: alerts go with the partial counts to the window stage, which folds storms and publishes them.
+        cache.addAlerts(alerts);
+        await bus.publish(topics.deadLetter, deadLetters);
+      } else await publishAlerts(alerts, [bus.publish(topics.deadLetter, deadLetters)]);
       if (cache && last) {
         cache.batchDone(partition, (BigInt(last.offset) + 1n).toString());
         if (cache.due()) await flush();

@@ -5,6 +5,14 @@ interface Storm {
   first: Alert;
   count: number;
   auditIDs: string[];
+  /** Scale-out: the offset of the record that opened the storm, to hold commits back to. */
+  firstOffset?: bigint;
+}
+
+/** What a storm is per: rule, cluster and principal (the impersonated one when there is one). */
+export function stormKey(alert: Alert): string {
+  const principal = alert.kubernetes.audit.impersonatedUser?.username ?? alert.user?.name ?? "";
+  return `${alert.rule.id}\u0000${alert.orchestrator.cluster.name}\u0000${principal}`;
 }
 
 const MAX_AUDIT_IDS = 100;
@@ -25,11 +33,11 @@ export class StormAggregator {
   ) {}
 
   /** Returns the alert if it is the first of its storm window, or nothing if it joins a storm already reported. */
-  offer(alert: Alert, eventTimeMs: number): { emit?: Alert; closed: Alert[] } {
+  offer(alert: Alert, eventTimeMs: number, offset?: bigint): { emit?: Alert; closed: Alert[] } {
     const closed: Alert[] = [];
     this.watermark = Math.max(this.watermark, eventTimeMs);
-    const principal = alert.kubernetes.audit.impersonatedUser?.username ?? alert.user?.name ?? "";
-    const key = `${alert.rule.id}\u0000${alert.orchestrator.cluster.name}\u0000${principal}`;
+    const key = stormKey(alert);
+    const principal = key.split("\u0000")[2] ?? "";
     const windowStart = Math.floor(eventTimeMs / this.windowMs) * this.windowMs;
     const storm = this.storms.get(key);
     if (storm && storm.windowStart === windowStart) {
@@ -42,21 +50,32 @@ export class StormAggregator {
       const summary = this.summarize(storm, principal);
       if (summary) closed.push(summary);
     }
-    this.storms.set(key, { windowStart, first: alert, count: 1, auditIDs: [...alert.kubernetes.audit.auditID] });
+    this.storms.set(key, { windowStart, first: alert, count: 1, auditIDs: [...alert.kubernetes.audit.auditID], firstOffset: offset });
     if (this.storms.size > this.maxKeys) closed.push(...this.evictOldest());
     return { emit: alert, closed };
   }
 
-  /** Summaries of windows the event time has left behind (one window of allowed lateness). */
-  expire(): Alert[] {
+  /**
+   * Summaries of windows the event time has left behind (one window of allowed lateness). The event time is the newest
+   * alert's, or the watermark given (scale-out: the slowest events partition's progress).
+   */
+  expire(watermark = this.watermark): Alert[] {
     const out: Alert[] = [];
     for (const [key, storm] of this.storms) {
-      if (storm.windowStart + 2 * this.windowMs > this.watermark) continue;
+      if (storm.windowStart + 2 * this.windowMs > watermark) continue;
       this.storms.delete(key);
       const summary = this.summarize(storm, key.split("\u0000")[2] ?? "");
       if (summary) out.push(summary);
     }
     return out;
+  }
+
+  /** The offset of the record that opened the oldest storm still open (scale-out), if any. */
+  oldestOffset(): bigint | undefined {
+    let oldest: bigint | undefined;
+    for (const s of this.storms.values())
+      if (s.firstOffset !== undefined && (oldest === undefined || s.firstOffset < oldest)) oldest = s.firstOffset;
+    return oldest;
   }
 
   /** Everything still open, e.g. at the end of a replay. */

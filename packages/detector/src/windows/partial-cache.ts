@@ -1,4 +1,5 @@
-import type { AuditEvent, BusMessage } from "@k8s-audit/core";
+import type { Alert, AuditEvent, BusMessage } from "@k8s-audit/core";
+import { stormKey } from "../storm.js";
 import { encodePartial } from "./bucket.js";
 import { type CompiledWindowRule, WindowEngine } from "./engine.js";
 import { encodeTick } from "./window-service.js";
@@ -28,6 +29,8 @@ export class PartialCountCache {
   /** Per events partition: the next offset to read, for the batches counted since the last flush. */
   private readonly offsets = new Map<number, string>();
   private lastFlush = Date.now();
+  /** Per-event alerts, encoded, by the windows partition that owns their storm (rule, cluster, principal). */
+  private alerts: string[][];
 
   constructor(
     rules: readonly CompiledWindowRule[],
@@ -36,12 +39,21 @@ export class PartialCountCache {
   ) {
     // No key cap here: every key must reach its owner exactly; the cache is bounded by flushing instead.
     this.engine = new WindowEngine(rules, { maxKeysPerWindow: Number.POSITIVE_INFINITY });
+    this.alerts = Array.from({ length: topology.targets }, () => []);
   }
 
   count(partition: number, event: AuditEvent, time: number): void {
     this.engine.collect(event, time);
     if (time > (this.progress.get(partition) ?? Number.NEGATIVE_INFINITY)) this.progress.set(partition, time);
     if (time < (this.oldestSinceFlush.get(partition) ?? Number.POSITIVE_INFINITY)) this.oldestSinceFlush.set(partition, time);
+  }
+
+  /**
+   * Per-event alerts travel with the partial counts to the partition that owns their storm, where one aggregator sees
+   * all of a principal's alerts of a rule however many detectors found them (folding is exact at any scale).
+   */
+  addAlerts(alerts: readonly Alert[]): void {
+    for (const a of alerts) this.alerts[partitionOf(stormKey(a), this.topology.targets)]?.push(JSON.stringify(a));
   }
 
   /** A batch of `partition` is counted; reading resumes at `nextOffset`. */
@@ -52,7 +64,7 @@ export class PartialCountCache {
   }
 
   get pending(): boolean {
-    return this.offsets.size > 0;
+    return this.offsets.size > 0 || this.alerts.some((a) => a.length > 0);
   }
 
   due(now = Date.now()): boolean {
@@ -70,11 +82,11 @@ export class PartialCountCache {
     for (const p of this.engine.drainPartials())
       byPartition[partitionOf(`${p.rule}\u0000${p.key}`, this.topology.targets)]?.push(encodePartial(p));
     const records: BusMessage[] = [];
-    byPartition.forEach((encoded, partition) => {
+    const pack = (field: "partials" | "alerts", encoded: string[], partition: number) => {
       let chunk: string[] = [];
       let bytes = 0;
       const close = () => {
-        if (chunk.length) records.push({ partition, value: `{"partials":[${chunk.join(",")}]}` });
+        if (chunk.length) records.push({ partition, value: `{"${field}":[${chunk.join(",")}]}` });
         chunk = [];
         bytes = 0;
       };
@@ -84,7 +96,10 @@ export class PartialCountCache {
         bytes += e.length + 1;
       }
       close();
-    });
+    };
+    for (const [partition, encoded] of byPartition.entries()) pack("partials", encoded, partition);
+    for (const [partition, encoded] of this.alerts.entries()) pack("alerts", encoded, partition);
+    this.alerts = this.alerts.map(() => []);
     // Ticks after every partial count they cover, in each partition.
     for (const [source, from] of this.oldestSinceFlush) {
       const to = this.progress.get(source) as number;

@@ -1,5 +1,6 @@
 import type { Alert, Bus, Logger, Subscription, Topics } from "@k8s-audit/core";
 import { type DetectorMetrics, sumGauges, type WindowGauges } from "../metrics.js";
+import { StormAggregator } from "../storm.js";
 import { decodePartial } from "./bucket.js";
 import { type CompiledWindowRule, WindowEngine, type WindowEngineOptions, type WindowStats } from "./engine.js";
 
@@ -28,6 +29,8 @@ export interface WindowServiceOptions {
   /** Called with this instance's partitions after each rebalance. */
   onAssignment?: (partitions: number[]) => void;
   metrics?: DetectorMetrics;
+  /** Window in which a rule's alerts for one principal fold into one summary (as the in-process detector's). */
+  stormWindowMs?: number;
 }
 
 export interface WindowService extends Subscription {
@@ -42,6 +45,8 @@ export interface WindowService extends Subscription {
  */
 class PartitionWindows {
   readonly engine: WindowEngine;
+  /** Storms of the per-event alerts whose rule and principal this partition owns. */
+  readonly storms: StormAggregator;
   private readonly sources = new Map<number, { to: number; wall: number }>();
   /** The offset after the last record read. */
   nextOffset: bigint | undefined;
@@ -52,8 +57,10 @@ class PartitionWindows {
     rules: readonly CompiledWindowRule[],
     options: WindowEngineOptions | undefined,
     private readonly idleSourceMs: number,
+    stormWindowMs: number,
   ) {
     this.engine = new WindowEngine(rules, options);
+    this.storms = new StormAggregator(stormWindowMs);
   }
 
   /**
@@ -91,9 +98,10 @@ class PartitionWindows {
 }
 
 /**
- * The window stage of a scale-out deployment: reads the detectors' partial counts from the internal windows topic
- * (partitioned by rule and key, so each key's state lives in exactly one partition), adds them up per partition,
- * and publishes the alerts of windows the watermark has closed. Offsets are committed after the alerts are published,
+ * The window stage of a scale-out deployment: reads the detectors' partial counts and per-event alerts from the
+ * internal windows topic (partitioned by rule and key, so each key's state lives in exactly one partition), adds the
+ * counts up per partition and publishes the alerts of windows the watermark has closed, and publishes the per-event
+ * alerts, folding storms of one rule and principal into summaries as the in-process detector does. Offsets are committed after the alerts are published,
  * and never past an open window's first record, so open windows survive a restart or rebalance; what is remembered
  * across windows (baselines, sequence progress, silence) does not, and baselines warm up again.
  */
@@ -107,7 +115,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   const stateFor = (partition: number) => {
     let state = partitions.get(partition);
     if (!state) {
-      state = new PartitionWindows(options.windowRules, options.engine, idleSourceMs);
+      state = new PartitionWindows(options.windowRules, options.engine, idleSourceMs, options.stormWindowMs ?? 60_000);
       partitions.set(partition, state);
     }
     return state;
@@ -132,7 +140,8 @@ export async function startWindowService(options: WindowServiceOptions): Promise
    */
   const commitDone = async () => {
     const offsets = [...partitions].flatMap(([partition, state]) => {
-      const next = state.engine.oldestOpenOffset() ?? state.nextOffset;
+      const open = [state.engine.oldestOpenOffset(), state.storms.oldestOffset()].filter((o): o is bigint => o !== undefined);
+      const next = open.length ? open.reduce((a, b) => (a < b ? a : b)) : state.nextOffset;
       return next === undefined ? [] : [{ partition, offset: next.toString() }];
     });
     await subscription?.commit?.(offsets).catch((err) => logger.warn({ err }, "window stage offsets not committed"));
@@ -156,6 +165,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       const state = stateFor(first.partition);
       state.fromBeginning ??= first.offset === "0";
       const now = Date.now();
+      const alerts: Alert[] = [];
       for (const message of messages) {
         let record: unknown;
         try {
@@ -170,10 +180,18 @@ export async function startWindowService(options: WindowServiceOptions): Promise
           const offset = BigInt(message.offset);
           for (const p of (record as { partials: Parameters<typeof decodePartial>[0][] }).partials)
             state.engine.merge(decodePartial(p), offset);
+        } else if ("alerts" in record) {
+          const offset = BigInt(message.offset);
+          for (const a of (record as { alerts: Alert[] }).alerts) {
+            const { emit, closed } = state.storms.offer(a, Date.parse(a["@timestamp"]), offset);
+            if (emit) alerts.push(emit);
+            alerts.push(...closed);
+          }
         }
       }
       state.nextOffset = BigInt((messages[messages.length - 1] as (typeof messages)[number]).offset) + 1n;
-      await publish(state.engine.advance(state.watermark(now)));
+      const watermark = state.watermark(now);
+      await publish([...alerts, ...state.engine.advance(watermark), ...state.storms.expire(watermark)]);
       await commitDone();
     },
   });
@@ -183,7 +201,13 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   let pending: Alert[] = [];
   const timer = setInterval(() => {
     const now = Date.now();
-    const alerts = [...pending, ...[...partitions.values()].flatMap((s) => [...s.engine.advance(s.watermark(now)), ...s.engine.idle(now)])];
+    const alerts = [
+      ...pending,
+      ...[...partitions.values()].flatMap((s) => {
+        const watermark = s.watermark(now);
+        return [...s.engine.advance(watermark), ...s.storms.expire(watermark), ...s.engine.idle(now)];
+      }),
+    ];
     pending = [];
     publish(alerts).then(commitDone, (err) => {
       pending = alerts;
