@@ -58,7 +58,7 @@ export interface CompileContext {
  * Splits a path into keys: dots separate them, and a key containing dots or slashes (labels, annotations) is written
  * in brackets: `requestObject.metadata.labels[pod-security.kubernetes.io/enforce]`.
  */
-export function pathSegments(path: string): string[] {
+function pathSegments(path: string): string[] {
   const segments: string[] = [];
   const re = /([^.[\]]+)|\[([^\]]+)\]/g;
   for (const m of path.matchAll(re)) segments.push((m[1] ?? m[2]) as string);

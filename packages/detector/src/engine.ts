@@ -13,8 +13,6 @@ export interface DetectorOptions {
   windowRules?: readonly CompiledWindowRule[];
 }
 
-const FINAL_STAGES = new Set(["ResponseComplete", "Panic"]);
-
 /** One request counts once in windows: its final stage only. */
 export function countsInWindows(event: AuditEvent): boolean {
   return event.stage === "ResponseComplete" || event.stage === "Panic";

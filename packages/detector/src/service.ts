@@ -10,6 +10,7 @@ import {
   type Topics,
   whyNotAnAuditEvent,
 } from "@k8s-audit/core";
+import { alertPublisher } from "./alert-publisher.js";
 import { countsInWindows, type Detector } from "./engine.js";
 import type { DetectorMetrics } from "./metrics.js";
 import type { CompiledWindowRule } from "./windows/engine.js";
@@ -36,8 +37,6 @@ export interface DetectorServiceOptions {
   onAssignment?: (partitions: number[]) => void;
   metrics?: DetectorMetrics;
 }
-
-const alertMessages = (alerts: Alert[]): BusMessage[] => alerts.map((a) => ({ key: a.event.id, value: JSON.stringify(a) }));
 
 /**
  * The detector stage: events topic → rules → alerts topic. A batch's offsets are committed only after its alerts are
@@ -80,14 +79,7 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
   const metrics = options.metrics;
   const windows = detector.windows;
   if (metrics && windows) metrics.watchWindows(() => windows.gauges());
-  const publishAlerts = async (alerts: Alert[], extra: Promise<void>[] = []) => {
-    await Promise.all([bus.publish(topics.alerts, alertMessages(alerts)), ...extra]);
-    if (metrics) for (const a of alerts) metrics.alerts.inc({ rule: a.rule.id });
-    if (alerts.length > 0) {
-      logger.debug({ alerts: alerts.length }, "alerts published");
-      options.onAlerts?.(alerts);
-    }
-  };
+  const publishAlerts = alertPublisher({ bus, topic: topics.alerts, logger, metrics, onAlerts: options.onAlerts });
 
   subscription = await bus.consume({
     topic: topics.events,

@@ -1,6 +1,6 @@
 import { type Alert, type AuditEvent, alertId, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
-import { threatOf } from "../alert-builder.js";
-import { compileVisitor, type Predicate, pathSegments } from "../condition.js";
+import { RULESET, threatOf } from "../alert-builder.js";
+import { compileVisitor, type Predicate } from "../condition.js";
 import type { WindowGauges } from "../metrics.js";
 import {
   type Bucket,
@@ -87,28 +87,20 @@ const NO_ALERTS: Alert[] = [];
 /** Sequences and silence are bucketed by minute; the same one-window lateness applies. */
 const SEQUENCE_BUCKET_MS = 60_000;
 
-/** The first value a path reaches, as a string: a plain property walk, falling back to the any-element visitor at arrays. */
+/** The first value a path reaches, as a string (the conditions' visitor, stopping at the first value). */
 function firstValue(path: string): (e: AuditEvent) => string | undefined {
   if (path === "sourceIP") return (e) => trustedSourceIP(e);
-  const segments = pathSegments(path);
   const visit = compileVisitor(path);
-  const viaVisitor = (e: AuditEvent) => {
-    let out: string | undefined;
-    visit(e, (v) => {
-      out = String(v);
-      return true;
-    });
-    return out;
+  // One capturing callback for the rule, not one per event.
+  let found: unknown;
+  const capture = (v: unknown) => {
+    found = v;
+    return true;
   };
   return (e) => {
-    let node: unknown = e;
-    for (const segment of segments) {
-      if (node === null || node === undefined) return undefined;
-      if (typeof node !== "object" || Array.isArray(node) || segment === "*" || segment === "~keys") return viaVisitor(e);
-      node = (node as Record<string, unknown>)[segment];
-    }
-    if (node === null || node === undefined) return undefined;
-    return Array.isArray(node) || typeof node === "object" ? viaVisitor(e) : String(node);
+    found = undefined;
+    visit(e, capture);
+    return found === undefined ? undefined : String(found);
   };
 }
 
@@ -289,8 +281,8 @@ export class WindowEngine {
     const bucket = this.bucketFor(state, record.start, record.key, from.first, from.count, from);
     if (bucket && bucket !== from) mergeBucket(bucket, from);
     if (bucket && state.rule.definition.kind === "silence") {
-      const newest = from.maxTime >= from.first.time ? { ...from.first, time: from.maxTime } : from.first;
-      this.arrived(state, record.key, newest, from.count);
+      // The partial's newest time, with its first event's facts (the bucket keeps no other).
+      this.arrived(state, record.key, { ...from.first, time: from.maxTime }, from.count);
     }
   }
 
@@ -329,7 +321,7 @@ export class WindowEngine {
       for (const [key, { facts, wall, events }] of state.arrivals) {
         if (events < def.min_events || now - wall <= def.gap * 1000 || state.reported.get(key) === facts.time) continue;
         state.reported.set(key, facts.time);
-        alerts.push(this.silenceAlert(state, key, facts, facts.time, now));
+        alerts.push(this.silenceAlert(state, def, key, facts, facts.time, now));
       }
     }
     return alerts;
@@ -349,10 +341,6 @@ export class WindowEngine {
     this.evict(state.arrivals);
   }
 
-  /**
-   * The key's bucket in the window, created if the window still has room. Past the cap, the key is counted in the
-   * window's sketch and gets a bucket only once its estimate reaches the rule's floor.
-   */
   /** The open window's buckets, created if new; remembered as the rule's current window (most events land there). */
   private windowOf(state: RuleState, start: number): Map<string, Bucket> {
     let buckets = state.windows.get(start);
@@ -366,6 +354,10 @@ export class WindowEngine {
     return buckets;
   }
 
+  /**
+   * The key's bucket in the window, created if the window still has room. Past the cap, the key is counted in the
+   * window's sketch and gets a bucket only once its estimate reaches the rule's floor.
+   */
   private bucketFor(state: RuleState, start: number, key: string, facts: EventFacts, weight: number, ready?: Bucket): Bucket | undefined {
     const buckets = this.windowOf(state, start);
     const existing = buckets.get(key);
@@ -561,11 +553,17 @@ export class WindowEngine {
     if (!last || last.events < def.min_events) return undefined;
     if (bucket.minTime - last.time <= def.gap * 1000 || state.reported.get(key) === last.time) return undefined;
     state.reported.set(key, last.time);
-    return [this.silenceAlert(state, key, bucket.first, last.time, bucket.minTime)];
+    return [this.silenceAlert(state, def, key, bucket.first, last.time, bucket.minTime)];
   }
 
-  private silenceAlert(state: RuleState, key: string, facts: EventFacts, lastTime: number, until: number): Alert {
-    const def = state.rule.definition;
+  private silenceAlert(
+    state: RuleState,
+    def: Extract<TimedRuleDefinition, { kind: "silence" }>,
+    key: string,
+    facts: EventFacts,
+    lastTime: number,
+    until: number,
+  ): Alert {
     const seconds = Math.round((until - lastTime) / 1000);
     return this.buildAlert(
       state,
@@ -574,7 +572,7 @@ export class WindowEngine {
       lastTime,
       until,
       1,
-      `${key} sent no audit events for ${seconds} s after ${new Date(lastTime).toISOString()} (gap allowed: ${"gap" in def ? def.gap : 0} s)`,
+      `${key} sent no audit events for ${seconds} s after ${new Date(lastTime).toISOString()} (gap allowed: ${def.gap} s)`,
       [facts.auditID],
       { silent_seconds: String(seconds) },
     );
@@ -631,7 +629,7 @@ export class WindowEngine {
         name: def.name,
         description: def.description,
         reference: def.references,
-        ruleset: "k8s-audit-pipeline",
+        ruleset: RULESET,
         version: def.version,
       },
       threat: threatOf(def.threat),

@@ -1,4 +1,5 @@
 import type { Alert, Bus, Logger, Subscription, Topics } from "@k8s-audit/core";
+import { alertPublisher } from "../alert-publisher.js";
 import { type DetectorMetrics, sumGauges, type WindowGauges } from "../metrics.js";
 import { StormAggregator } from "../storm.js";
 import { decodePartial } from "./bucket.js";
@@ -120,15 +121,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
     }
     return state;
   };
-  const publish = async (alerts: Alert[]) => {
-    if (alerts.length === 0) return;
-    await bus.publish(
-      topics.alerts,
-      alerts.map((a) => ({ key: a.event.id, value: JSON.stringify(a) })),
-    );
-    for (const a of alerts) options.metrics?.alerts.inc({ rule: a.rule.id });
-    options.onAlerts?.(alerts);
-  };
+  const publish = alertPublisher({ bus, topic: topics.alerts, logger, metrics: options.metrics, onAlerts: options.onAlerts });
 
   // Counters of partitions that moved away stay counted: they happened.
   let retired = sumGauges([]);
