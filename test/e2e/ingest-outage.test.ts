@@ -5,7 +5,7 @@ import { KAFKA_BROKERS, kafkaPid, startKafka, stopKafka } from "@k8s-audit/engin
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { startCli } from "../support/cli.js";
 import { startTestIngest } from "../support/ingest.js";
-import { readTopic, uniqueTopics } from "../support/kafka.js";
+import { storedAuditIDs, uniqueTopics } from "../support/kafka.js";
 import { acknowledged, postLoad } from "../support/load.js";
 
 /** Losslessness under failure: Kafka stopped mid-load, and SIGTERM mid-load. */
@@ -58,9 +58,7 @@ describe("ingest under failure", () => {
       expect(refused.every((o) => o.retryAfter === "2")).toBe(true);
       // ...and every event that got a 2xx is in Kafka.
       const plainAcked = acknowledged(plainOutcomes);
-      const plainStored = new Set(
-        (await readTopic(brokers, plain.topics.events, plainAcked.length, 30_000)).map((m) => JSON.parse(m.value).auditID),
-      );
+      const plainStored = await storedAuditIDs(brokers, plain.topics.events, plainAcked);
       expect(plainAcked.filter((id) => !plainStored.has(id))).toEqual([]);
 
       // With the spool: every request got a 2xx (some stored in the spool), and every event reached Kafka.
@@ -68,8 +66,7 @@ describe("ingest under failure", () => {
       expect(spoolOutcomes.some((o) => o.storedIn === "spool")).toBe(true);
       expect(await withSpool.spool?.flush(30_000)).toBe(true);
       const spoolAcked = acknowledged(spoolOutcomes);
-      const spoolStored = await readTopic(brokers, withSpool.topics.events, spoolAcked.length, 30_000);
-      const spoolIds = new Set(spoolStored.map((m) => JSON.parse(m.value).auditID));
+      const spoolIds = await storedAuditIDs(brokers, withSpool.topics.events, spoolAcked);
       expect(spoolAcked.filter((id) => !spoolIds.has(id))).toEqual([]);
     },
     180_000,
@@ -108,7 +105,7 @@ describe("ingest under failure", () => {
     expect(acked.length).toBeGreaterThan(0);
     // the load really ran across the shutdown: later requests were refused (connection closed or 503 while closing)
     expect(outcomes.some((o) => o.status !== 200)).toBe(true);
-    const stored = new Set((await readTopic(brokers, topics.events, acked.length, 30_000)).map((m) => JSON.parse(m.value).auditID));
+    const stored = await storedAuditIDs(brokers, topics.events, acked);
     expect(acked.filter((id) => !stored.has(id))).toEqual([]);
   });
 });

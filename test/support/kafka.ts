@@ -9,8 +9,17 @@ export function uniqueTopics(prefix: string): Topics {
 
 export const quietLogger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? "warn" });
 
-/** Reads a topic from the beginning with a fresh consumer group until `count` records arrived (or the timeout). */
-export async function readTopic(brokers: string, topic: string, count: number, timeoutMs = 30_000): Promise<ConsumedMessage[]> {
+/**
+ * Reads a topic from the beginning with a fresh consumer group until `count` records arrived, or until `count` says
+ * enough has been read (or the timeout).
+ */
+export async function readTopic(
+  brokers: string,
+  topic: string,
+  count: number | ((seen: ConsumedMessage[]) => boolean),
+  timeoutMs = 30_000,
+): Promise<ConsumedMessage[]> {
+  const enough = typeof count === "number" ? (seen: ConsumedMessage[]) => seen.length >= count : count;
   const bus = new KafkaBus({ brokers: brokers.split(","), clientId: "test-reader", logger: quietLogger });
   const seen: ConsumedMessage[] = [];
   let done: () => void = () => {};
@@ -23,7 +32,7 @@ export async function readTopic(brokers: string, topic: string, count: number, t
     fromBeginning: true,
     eachBatch: async (messages) => {
       seen.push(...messages);
-      if (seen.length >= count) done();
+      if (enough(seen)) done();
     },
   });
   const timer = setTimeout(done, timeoutMs);
@@ -32,4 +41,23 @@ export async function readTopic(brokers: string, topic: string, count: number, t
   await sub.stop();
   await bus.close();
   return seen;
+}
+
+/**
+ * The auditIDs on an events topic, read until every wanted one is seen (or the timeout). Counting records is not
+ * enough after an outage: a produce that timed out and was retried leaves duplicates, which fill a count early.
+ */
+export async function storedAuditIDs(brokers: string, topic: string, wanted: readonly string[], timeoutMs = 30_000): Promise<Set<string>> {
+  const ids = new Set<string>();
+  let read = 0;
+  await readTopic(
+    brokers,
+    topic,
+    (seen) => {
+      for (; read < seen.length; read++) ids.add(JSON.parse((seen[read] as ConsumedMessage).value).auditID);
+      return wanted.every((id) => ids.has(id));
+    },
+    timeoutMs,
+  );
+  return ids;
 }
