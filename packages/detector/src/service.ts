@@ -118,16 +118,16 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
       alerts.push(...detector.expire());
       metrics?.events.inc(messages.length - deadLetters.length);
       if (deadLetters.length) metrics?.deadLetters.inc(deadLetters.length);
-      const last = messages[messages.length - 1];
-      if (cache) {
-        // Scale-out: alerts go with the partial counts to the window stage, which folds storms and publishes them.
-        cache.addAlerts(alerts);
-        await bus.publish(topics.deadLetter, deadLetters);
-      } else await publishAlerts(alerts, [bus.publish(topics.deadLetter, deadLetters)]);
-      if (cache && last) {
-        cache.batchDone(partition, (BigInt(last.offset) + 1n).toString());
-        if (cache.due()) await flush();
+      if (!cache) {
+        await publishAlerts(alerts, [bus.publish(topics.deadLetter, deadLetters)]);
+        return;
       }
+      // Scale-out: alerts go with the partial counts to the window stage, which folds storms and publishes them.
+      cache.addAlerts(alerts);
+      await bus.publish(topics.deadLetter, deadLetters);
+      const last = messages[messages.length - 1];
+      if (last) cache.batchDone(partition, (BigInt(last.offset) + 1n).toString());
+      if (cache.due()) await flush();
     },
   });
   // Scale-out: a quiet stream still flushes its last counts and ticks within a second.
@@ -163,8 +163,11 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
 /** Commit positions merged per partition: the furthest wins (a commit covers everything before it). */
 function mergeOffsets(a: { partition: number; offset: string }[], b: { partition: number; offset: string }[]) {
   const out = new Map<number, bigint>();
-  for (const { partition, offset } of [...a, ...b])
-    out.set(partition, BigInt(offset) > (out.get(partition) ?? -1n) ? BigInt(offset) : (out.get(partition) as bigint));
+  for (const { partition, offset } of [...a, ...b]) {
+    const next = BigInt(offset);
+    const known = out.get(partition);
+    if (known === undefined || next > known) out.set(partition, next);
+  }
   return [...out].map(([partition, offset]) => ({ partition, offset: offset.toString() }));
 }
 

@@ -29,6 +29,9 @@ const SigmaRuleSchema = z.looseObject({
   }),
 });
 
+/** The one audit event path a Sigma field stands for (group-by and value_count fields need a single path). */
+const fieldPath = (field: string) => (SIGMA_FIELD_MAPPINGS[field]?.length === 1 ? (SIGMA_FIELD_MAPPINGS[field]?.[0] as string) : field);
+
 /** Pseudo-fields used by Sigma's Kubernetes rules, and the audit event paths they stand for. */
 const POD_SPEC_PREFIXES = [
   "requestObject.spec.",
@@ -264,7 +267,6 @@ export function loadSigmaPack(dirs: string[]): { rules: CompiledRule[]; windowRu
   const windowRules: CompiledWindowRule[] = [];
   for (const { doc, source, file, tests } of correlations) {
     try {
-      const fieldPath = (f: string) => (SIGMA_FIELD_MAPPINGS[f]?.length === 1 ? (SIGMA_FIELD_MAPPINGS[f]?.[0] as string) : f);
       windowRules.push(compileSigmaCorrelation(doc, source, bases, sigmaMetadata(doc, source), tests, fieldPath));
       if (!generatesBaseAlerts(doc)) for (const name of doc.correlation.rules) silenced.add(bases.get(name) as CompiledRule);
     } catch (err) {
