@@ -22,6 +22,8 @@ export const AlertSchema = z.object({
     type: z.array(z.string()),
     action: z.string().optional(),
     outcome: z.enum(["success", "failure", "unknown"]).optional(),
+    /** Attempt alerts: why the cluster refused the request. */
+    reason: z.string().optional(),
     severity: z.union([z.literal(21), z.literal(47), z.literal(73), z.literal(99)]),
     risk_score: z.number().min(0).max(100),
     dataset: z.literal("k8s_audit.alert"),
@@ -66,8 +68,15 @@ export const AlertSchema = z.object({
       verb: z.string(),
       requestURI: z.string(),
       stage: z.string(),
+      /** The audit policy level the event was logged at: Metadata means the rule could not see any body. */
+      level: z.string().optional(),
+      requestReceivedTimestamp: z.string().optional(),
       responseStatus: z.object({ code: z.number().optional() }).optional(),
       impersonatedUser: z.object({ username: z.string().optional() }).optional(),
+      /** The authenticated identity, when it acted as another (impersonation); user.name is the effective one. */
+      user: z.object({ username: z.string().optional() }).optional(),
+      /** The bodies were cut to fit (audit.k8s.io/truncated): the rule judged what was kept. */
+      truncated: z.boolean().optional(),
     }),
   }),
   labels: z.record(z.string(), z.string()).optional(),

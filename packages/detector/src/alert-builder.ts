@@ -1,6 +1,7 @@
 import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
 import type { CompiledRule } from "./loader.js";
 import { TACTICS, tacticReference, techniqueReference } from "./mitre.js";
+import { authenticatedUser, failed } from "./request.js";
 import type { RuleDefinition } from "./rule.js";
 
 export const RULESET = "k8s-audit-pipeline";
@@ -26,38 +27,56 @@ export function threatOf(threat: RuleDefinition["threat"]): NonNullable<Alert["t
   };
 }
 
-/** The ECS alert for one event matched by one rule (design.md §4). Its id depends only on rule, cluster and request. */
-export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = new Date()): Alert {
+const LOWER_SEVERITY = { critical: "high", high: "medium", medium: "low", low: "low" } as const;
+
+/** Whether the apiserver (or our ingest) had to cut the event's bodies: the rule judged what was kept. */
+function truncated(event: AuditEvent): boolean {
+  return event.annotations?.["audit.k8s.io/truncated"] === "true";
+}
+
+/**
+ * The ECS alert for one request matched by one rule (design.md §4); `attempt` is the refusal reason when the request
+ * was refused (an attempt alert: the rule id with `.attempt`, one severity lower). `user.name` is the effective
+ * identity (the impersonated user when there is one); the authenticated one is `kubernetes.audit.user.username`, and
+ * both are in `related.user`. Its id depends only on rule, cluster and request (auditID + received time).
+ */
+export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = new Date(), attempt?: string): Alert {
   const def = rule.definition;
+  const ruleId = attempt === undefined ? def.id : `${def.id}.attempt`;
+  const severity = attempt === undefined ? def.severity : LOWER_SEVERITY[def.severity];
   const cluster = event.cluster ?? "default";
   const user = event.user.username;
+  const authenticated = authenticatedUser(event).username;
   const code = event.responseStatus?.code;
   const decision = event.annotations?.["authorization.k8s.io/decision"];
-  const failed = (code !== undefined && code >= 400) || decision === "forbid";
   const impersonated = event.impersonatedUser?.username;
-  const actor = impersonated ? `${user ?? "unknown"} (as ${impersonated})` : (user ?? "unknown");
-  const id = alertId(def.id, cluster, event.auditID);
+  const actor = impersonated ? `${authenticated ?? "unknown"} (as ${impersonated})` : (user ?? "unknown");
+  const id = alertId(ruleId, cluster, event.auditID, event.requestReceivedTimestamp ?? event.timestamp ?? "");
+  const related = [...new Set([authenticated, user].filter((u): u is string => Boolean(u)))];
+  const cut = truncated(event);
+  const entities = ecsEntities(event);
 
   return {
     "@timestamp": eventTime(event),
-    message: `${def.name}: ${actor} ${event.verb} ${describeTarget(event)}`,
+    message: `${attempt === undefined ? def.name : `Attempt refused: ${def.name}`}: ${actor} ${event.verb} ${describeTarget(event)}${cut ? " (body truncated)" : ""}`,
     event: {
       kind: "alert",
       id,
       category: def.category,
       type: def.type,
       action: event.verb,
-      outcome: code === undefined && decision === undefined ? "unknown" : failed ? "failure" : "success",
-      severity: SEVERITY_SCORES[def.severity],
-      risk_score: def.risk_score ?? SEVERITY_SCORES[def.severity],
+      outcome: code === undefined && decision === undefined ? "unknown" : failed(event) ? "failure" : "success",
+      ...(attempt === undefined ? {} : { reason: attempt }),
+      severity: SEVERITY_SCORES[severity],
+      risk_score: attempt === undefined ? (def.risk_score ?? SEVERITY_SCORES[severity]) : SEVERITY_SCORES[severity],
       dataset: "k8s_audit.alert",
       module: "k8s_audit",
       provider: "kubernetes",
       created: now.toISOString(),
     },
     rule: {
-      id: def.id,
-      name: def.name,
+      id: ruleId,
+      name: attempt === undefined ? def.name : `Attempt refused: ${def.name}`,
       description: def.description,
       reference: def.references,
       ruleset: RULESET,
@@ -65,15 +84,20 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
     },
     threat: threatOf(def.threat),
     ...(user || event.user.uid ? { user: { name: user, id: event.user.uid, roles: event.user.groups ?? undefined } } : {}),
-    ...ecsEntities(event),
+    ...entities,
+    related: { ...entities.related, user: related },
+    ...(attempt === undefined && !cut ? {} : { labels: { ...(attempt === undefined ? {} : { attempt: "true" }), ...(cut ? { truncated: "true" } : {}) } }),
     kubernetes: {
       audit: {
         auditID: [event.auditID],
         verb: event.verb,
         requestURI: event.requestURI,
         stage: event.stage,
+        level: event.level,
+        ...(event.requestReceivedTimestamp ? { requestReceivedTimestamp: event.requestReceivedTimestamp } : {}),
         ...(code !== undefined ? { responseStatus: { code } } : {}),
-        ...(impersonated ? { impersonatedUser: { username: impersonated } } : {}),
+        ...(impersonated ? { impersonatedUser: { username: impersonated }, user: { username: authenticated } } : {}),
+        ...(cut ? { truncated: true } : {}),
       },
     },
   };

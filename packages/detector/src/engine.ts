@@ -1,30 +1,27 @@
-import { type Alert, type AuditEvent, eventTime } from "@k8s-audit/core";
+import { type Alert, type AuditEvent, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
 import { buildAlert } from "./alert-builder.js";
 import type { CompiledRule } from "./loader.js";
+import { countsInWindows, failed, judge, refusal, requestKey } from "./request.js";
 import { StormAggregator } from "./storm.js";
-import { type CompiledWindowRule, WindowEngine } from "./windows/engine.js";
+import { ClusterWindows } from "./windows/cluster-windows.js";
+import type { CompiledWindowRule, WindowEngineOptions } from "./windows/engine.js";
 
 export interface DetectorOptions {
   /** (rule, request) pairs remembered to keep one alert per request across its stages. */
   recentRequests?: number;
   /** Window in which repeats of an alert for one principal fold into one summary; 0 turns folding off. */
   stormWindowMs?: number;
-  /** Windowed rules (floods, bursts), evaluated over event-time windows on final-stage events. */
+  /** Windowed rules (floods, bursts), evaluated over event-time windows, each request once (see countsInWindows). */
   windowRules?: readonly CompiledWindowRule[];
+  /** Options of each cluster's window engine (key caps, clock, allowed clock skew). */
+  windowOptions?: WindowEngineOptions;
 }
 
-/** One request counts once in windows: its final stage only. */
-export function countsInWindows(event: AuditEvent): boolean {
-  return event.stage === "ResponseComplete" || event.stage === "Panic";
-}
 /** Never handed to callers: only compared by length and spread. */
 const NONE: readonly Alert[] = [];
 
-function succeeded(event: AuditEvent): boolean {
-  const code = event.responseStatus?.code;
-  if (event.annotations?.["authorization.k8s.io/decision"] === "forbid") return false;
-  return code === undefined || code < 400;
-}
+/** A refused attempt is reported for rules of this severity and above, one severity lower. */
+const ATTEMPT_MIN_SCORE = SEVERITY_SCORES.medium;
 
 /**
  * Evaluates events against the compiled rules. One request reaches us up to three times (one event per stage); a rule
@@ -42,7 +39,8 @@ export class Detector {
   get foldsStorms(): boolean {
     return this.storms !== undefined;
   }
-  readonly windows: WindowEngine | undefined;
+  /** Timed rules, with one event-time clock per cluster: one cluster's clock never closes another's windows. */
+  readonly windows: ClusterWindows | undefined;
 
   constructor(
     readonly rules: readonly CompiledRule[],
@@ -50,7 +48,7 @@ export class Detector {
   ) {
     const window = options.stormWindowMs ?? 60_000;
     this.storms = window > 0 ? new StormAggregator(window) : undefined;
-    this.windows = options.windowRules?.length ? new WindowEngine(options.windowRules) : undefined;
+    this.windows = options.windowRules?.length ? new ClusterWindows(options.windowRules, options.windowOptions) : undefined;
     for (const rule of rules) {
       for (const stage of rule.definition.stages) {
         let index = this.byStage.get(stage);
@@ -68,20 +66,36 @@ export class Detector {
     }
   }
 
+  /**
+   * Judges one event (see judge: the effective identity, the resulting object) against every rule that can match it.
+   * A request refused by authorization or admission that a medium or higher rule would have flagged raises that
+   * rule's attempt alert, one severity lower, with the refusal reason.
+   */
   evaluate(event: AuditEvent, now?: Date): Alert[] {
-    const windowed = this.windows && countsInWindows(event) ? this.windows.offer(event) : NONE;
-    const index = this.byStage.get(event.stage);
+    const request = judge(event);
+    const windowed = this.windows && countsInWindows(request) ? this.windows.offer(request) : NONE;
+    const index = this.byStage.get(request.stage);
     if (!index) return windowed.length ? [...windowed] : [];
-    const resource = event.objectRef?.resource;
+    const resource = request.objectRef?.resource;
     const specific = resource === undefined ? undefined : index.byResource.get(resource);
-    const ok = succeeded(event);
+    const ok = !failed(request);
+    let refused: string | undefined | null = null;
+    let key: string | undefined;
     const alerts: Alert[] = [];
     for (const rule of specific ?? index.anyResource) {
       const outcome = rule.definition.outcome;
-      if ((outcome === "success" && !ok) || (outcome === "failure" && ok)) continue;
-      if (!rule.matches(event)) continue;
-      if (!this.firstTime(`${rule.definition.id}\u0000${event.cluster ?? ""}\u0000${event.auditID}`)) continue;
-      const alert = buildAlert(rule, event, now);
+      if (outcome === "failure" && ok) continue;
+      let attempt: string | undefined;
+      if (outcome === "success" && !ok) {
+        if (SEVERITY_SCORES[rule.definition.severity] < ATTEMPT_MIN_SCORE) continue;
+        if (refused === null) refused = refusal(request);
+        if (refused === undefined) continue;
+        attempt = refused;
+      }
+      if (!rule.matches(request)) continue;
+      key ??= requestKey(request);
+      if (!this.firstTime(`${rule.definition.id}\u0000${key}`)) continue;
+      const alert = buildAlert(rule, request, now, attempt);
       if (!this.storms) {
         alerts.push(alert);
         continue;
@@ -103,7 +117,7 @@ export class Detector {
     return [...(this.storms?.flush() ?? []), ...(this.windows?.flush() ?? [])];
   }
 
-  /** Bounded memory of recent (rule, request) pairs; older ones are still deduplicated downstream by the alert id. */
+  /** Bounded memory of recent (rule, request) pairs (request: cluster + auditID + received time, see requestKey); older ones are still deduplicated downstream by the alert id. */
   private firstTime(key: string): boolean {
     if (this.recent.has(key)) return false;
     this.recent.add(key);

@@ -12,30 +12,51 @@ import { admissionCondition, type TimedRuleDefinition, TimedRuleSchema } from ".
 /** The rule pack shipped with the product. */
 export const SHIPPED_RULES_DIR = fileURLToPath(new URL("../rules", import.meta.url));
 
+/**
+ * What `exclude_system_components` excludes: the cluster's own identities doing what their role does (macro in
+ * rules/_library.yaml). A control-plane identity doing anything else is judged like anyone.
+ */
+export const SYSTEM_ROUTINE_MACRO = "system_routine";
+
 export interface CompiledRule {
   readonly definition: RuleDefinition;
   /** File the rule came from, relative to its rules folder. */
   readonly source: string;
-  /** The condition, minus system components (unless the rule opts out) and minus the rule's and the site's exceptions. */
+  /** The condition, minus system routine (unless the rule opts out) and minus the rule's and the site's exceptions. */
   readonly matches: Predicate;
   readonly exceptions: Exceptions;
   /** The objectRef.resource values the rule can match at all; undefined when any resource can. */
   readonly resources?: ReadonlySet<string>;
 }
 
-/** Container image paths in pods, workload templates and CronJobs. */
-const IMAGE_PATHS = ["", "spec.template.", "spec.jobTemplate.spec.template."].flatMap((prefix) =>
-  ["containers", "initContainers", "ephemeralContainers"].map((kind) => `requestObject.${prefix}spec.${kind}.image`),
-);
+/**
+ * The exception for images: every container the request carries (all kinds, every pod spec: see judge) runs an
+ * allowed image. One allowed sidecar must not excuse a privileged container beside it.
+ */
+function everyImageAllowed(globs: readonly string[]): Predicate {
+  const allowed = compileCondition({ field: "image", glob: [...globs] }, { lists: new Map(), macros: new Map() });
+  return (event) => {
+    const containers = (event as { containers?: readonly Record<string, unknown>[] }).containers;
+    if (!containers?.length) return false;
+    for (const c of containers) if (!allowed(c)) return false;
+    return true;
+  };
+}
 
-function exceptionCondition(e: Exceptions): Condition | undefined {
+/** A rule's and its site's exceptions as one predicate (any of them excuses the event). */
+function exceptionPredicate(e: Exceptions, ctx: CompileContext): Predicate | undefined {
   const parts: Condition[] = [];
   if (e.users.length) parts.push({ field: "user.username", in: e.users });
   if (e.groups.length) parts.push({ field: "user.groups", in: e.groups });
   if (e.namespaces.length) parts.push({ field: "objectRef.namespace", in: e.namespaces });
   if (e.user_agents.length) parts.push({ field: "userAgent", prefix: e.user_agents });
-  if (e.images.length) parts.push(...IMAGE_PATHS.map((field) => ({ field, glob: e.images })));
-  return parts.length ? { any: parts } : undefined;
+  const predicates = parts.length ? [compileCondition({ any: parts }, ctx)] : [];
+  if (e.images.length) predicates.push(everyImageAllowed(e.images));
+  if (predicates.length === 0) return undefined;
+  return (event) => {
+    for (const p of predicates) if (p(event)) return true;
+    return false;
+  };
 }
 
 function mergeExceptions(all: (Exceptions | undefined)[]): Exceptions {
@@ -149,13 +170,12 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
         definition.exceptions,
         ...siteExceptions.filter((e) => e.rule === definition.id || e.rule === "*"),
       ]);
-      const excluded: Condition[] = [];
-      if (definition.exclude_system_components) excluded.push({ macro: "system_component" });
-      const byException = exceptionCondition(exceptions);
-      if (byException) excluded.push(byException);
-      const condition: Condition = excluded.length ? { all: [definition.condition, { not: { any: excluded } }] } : definition.condition;
+      const condition = compileCondition(definition.condition, ctx);
+      const routine = definition.exclude_system_components ? compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx) : undefined;
+      const excused = exceptionPredicate(exceptions, ctx);
+      const matches: Predicate = (event) => condition(event) && !routine?.(event) && !excused?.(event);
       const resources = requiredValues(definition.condition, "objectRef.resource", ctx);
-      rules.push({ definition, source, exceptions, resources, matches: compileCondition(condition, ctx) });
+      rules.push({ definition, source, exceptions, resources, matches });
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }
@@ -169,7 +189,7 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     }
     seen.set(definition.id, source);
     try {
-      if (definition.exclude_system_components) isSystemComponent ??= compileCondition({ macro: "system_component" }, ctx);
+      if (definition.exclude_system_components) isSystemComponent ??= compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx);
       windowRules.push(compileTimedRule(definition, source, ctx, isSystemComponent));
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);

@@ -15,6 +15,7 @@ const WINDOW_COUNTERS: Record<keyof WindowStats, string> = {
   sketchedEvents: "Events counted only in a window's count-min sketch (the long tail beyond the exact keys)",
   promotedKeys: "Tail keys that reached a rule's floor in the sketch and became exact (heavy hitters)",
   droppedEvents: "Events of tail keys a sketch cannot count (distinct, ratio, sequence, silence rules), dropped",
+  futureEvents: "Events stamped further ahead of the receiving clock than the allowed skew: judged, but not counted in windows",
 };
 
 /** The sum of several engines' gauges (all zero for none). */
@@ -25,6 +26,7 @@ export function sumGauges(all: readonly WindowGauges[]): WindowGauges {
     sketchedEvents: 0,
     promotedKeys: 0,
     droppedEvents: 0,
+    futureEvents: 0,
     openKeys: 0,
     rememberedKeys: 0,
   };

@@ -63,7 +63,9 @@ export function runRuleTests(rules: readonly CompiledRule[]): RuleTestResult[] {
   return runCases(rules, (rule, event: Record<string, unknown>, label) => {
     const parsed = AuditEventSchema.safeParse({ ...TEST_EVENT_DEFAULTS, auditID: `test-${rule.definition.id}-${label}`, ...event });
     if (!parsed.success) return { invalid: describeIssues(parsed.error) };
-    return { fired: new Detector([rule]).evaluate(parsed.data).length > 0 };
+    // Only the rule's own alert counts: a refused quiet case may raise the rule's attempt alert, which is another rule.
+    const alerts = new Detector([rule]).evaluate(parsed.data);
+    return { fired: alerts.some((a) => a.rule.id === rule.definition.id) };
   });
 }
 

@@ -11,7 +11,8 @@ import {
   whyNotAnAuditEvent,
 } from "@k8s-audit/core";
 import { alertPublisher } from "./alert-publisher.js";
-import { countsInWindows, type Detector } from "./engine.js";
+import type { Detector } from "./engine.js";
+import { countsInWindows, judge } from "./request.js";
 import type { DetectorMetrics } from "./metrics.js";
 import type { CompiledWindowRule } from "./windows/engine.js";
 import { PartialCountCache } from "./windows/partial-cache.js";
@@ -79,6 +80,7 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
   const metrics = options.metrics;
   const windows = detector.windows;
   if (metrics && windows) metrics.watchWindows(() => windows.gauges());
+  if (metrics && cache) metrics.watchWindows(() => cache.gauges());
   const publishAlerts = alertPublisher({ bus, topic: topics.alerts, logger, metrics, onAlerts: options.onAlerts });
 
   subscription = await bus.consume({
@@ -109,10 +111,11 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
           deadLetters.push(deadLetter(message.value, `detector: invalid event: ${whyNotAnAuditEvent(parsed)}`, message.key));
           continue;
         }
-        alerts.push(...detector.evaluate(parsed));
-        if (cache && countsInWindows(parsed)) {
-          const time = Date.parse(eventTime(parsed as AuditEvent));
-          if (!Number.isNaN(time)) cache.count(partition, parsed, time);
+        const request = judge(parsed);
+        alerts.push(...detector.evaluate(request));
+        if (cache && countsInWindows(request)) {
+          const time = Date.parse(eventTime(request));
+          if (!Number.isNaN(time)) cache.count(partition, request, time);
         }
       }
       alerts.push(...detector.expire());

@@ -1,73 +1,93 @@
 import { type Alert, alertId } from "@k8s-audit/core";
+import { DEFAULT_MAX_FUTURE_SKEW_MS } from "./time.js";
 
 interface Storm {
+  key: string;
+  principal: string;
   windowStart: number;
-  first: Alert;
+  /** The earliest alert of the window by event time (ties: auditID), whatever the arrival order: the summary's face. */
+  earliest: Alert;
   count: number;
   auditIDs: string[];
   /** Scale-out: the offset of the record that opened the storm, to hold commits back to. */
   firstOffset?: bigint;
 }
 
-/** What a storm is per: rule, cluster and principal (the impersonated one when there is one). */
+/** What a storm is per: rule, cluster and principal (the effective identity: user.name). */
 export function stormKey(alert: Alert): string {
-  const principal = alert.kubernetes.audit.impersonatedUser?.username ?? alert.user?.name ?? "";
-  return `${alert.rule.id}\u0000${alert.orchestrator.cluster.name}\u0000${principal}`;
+  return `${alert.rule.id}\u0000${alert.orchestrator.cluster.name}\u0000${alert.user?.name ?? ""}`;
+}
+
+/**
+ * The id of the one alert that goes out at once for a rule and principal in a storm window: it depends on the window,
+ * not on which request arrived first, so live, replayed and scaled-out runs give the same id.
+ */
+export function stormHeadId(ruleId: string, cluster: string, principal: string, windowStart: number): string {
+  return alertId(ruleId, cluster, principal, new Date(windowStart).toISOString(), "first");
 }
 
 const MAX_AUDIT_IDS = 100;
 
+const earlier = (a: Alert, b: Alert) => {
+  const ta = a["@timestamp"];
+  const tb = b["@timestamp"];
+  if (ta !== tb) return ta < tb;
+  return (a.kubernetes.audit.auditID[0] ?? "") < (b.kubernetes.audit.auditID[0] ?? "");
+};
+
 /**
  * Turns a storm of the same alert for the same principal into one alert with a count. Per (rule, cluster, principal)
- * and fixed event-time window: the first alert goes out at once; the rest are counted, and when the window closes (the
- * stream's event time has moved a window past it) one summary alert carries the count, the window and the auditIDs.
- * Its id depends only on rule, cluster, principal and window, so replays and restarts produce the same document.
+ * and fixed event-time window: the first alert to arrive goes out at once, under an id of the window (stormHeadId);
+ * the rest are counted, and when the window closes (the stream's event time has moved a window past it) one summary
+ * carries the count, the window, the auditIDs and the earliest alert by event time. Ids depend only on rule, cluster,
+ * principal and window, so arrival order, replays and restarts produce the same documents. An alert for a window
+ * already summarised (later than the lateness allowance) goes out alone under its own request's id: never lost, never
+ * a second summary.
  */
 export class StormAggregator {
+  /** Open storms by key and window start. */
   private readonly storms = new Map<string, Storm>();
+  /** Per key, the newest window already summarised (bounded like the storms). */
+  private readonly closedUpTo = new Map<string, number>();
   private watermark = 0;
 
   constructor(
     private readonly windowMs = 60_000,
     private readonly maxKeys = 50_000,
+    private readonly clock: () => number = Date.now,
+    private readonly maxFutureSkewMs = DEFAULT_MAX_FUTURE_SKEW_MS,
   ) {}
 
-  /** Returns the alert if it is the first of its storm window, or nothing if it joins a storm already reported. */
+  /** Returns the alert to send now (the window's head, or a late alert alone), and summaries of storms closed. */
   offer(alert: Alert, eventTimeMs: number, offset?: bigint): { emit?: Alert; closed: Alert[] } {
     const closed: Alert[] = [];
-    this.watermark = Math.max(this.watermark, eventTimeMs);
+    // A far-future stamp is a broken or hostile clock: it must not close every other storm early.
+    if (eventTimeMs <= this.clock() + this.maxFutureSkewMs) this.watermark = Math.max(this.watermark, eventTimeMs);
     const key = stormKey(alert);
-    const principal = key.split("\u0000")[2] ?? "";
     const windowStart = Math.floor(eventTimeMs / this.windowMs) * this.windowMs;
-    const storm = this.storms.get(key);
-    if (storm && storm.windowStart === windowStart) {
+    const done = this.closedUpTo.get(key);
+    if (done !== undefined && windowStart <= done) return { emit: alert, closed };
+    const stormId = `${key}\u0000${windowStart}`;
+    const storm = this.storms.get(stormId);
+    if (storm) {
       storm.count++;
+      if (earlier(alert, storm.earliest)) storm.earliest = alert;
       if (storm.auditIDs.length < MAX_AUDIT_IDS) storm.auditIDs.push(...alert.kubernetes.audit.auditID);
       return { closed };
     }
-    if (storm) {
-      this.storms.delete(key);
-      const summary = this.summarize(storm, principal);
-      if (summary) closed.push(summary);
-    }
-    this.storms.set(key, { windowStart, first: alert, count: 1, auditIDs: [...alert.kubernetes.audit.auditID], firstOffset: offset });
+    const principal = alert.user?.name ?? "";
+    this.storms.set(stormId, { key, principal, windowStart, earliest: alert, count: 1, auditIDs: [...alert.kubernetes.audit.auditID], firstOffset: offset });
     if (this.storms.size > this.maxKeys) closed.push(...this.evictOldest());
-    return { emit: alert, closed };
+    const head = { ...alert, event: { ...alert.event, id: stormHeadId(alert.rule.id, alert.orchestrator.cluster.name, principal, windowStart) } };
+    return { emit: head, closed };
   }
 
   /**
    * Summaries of windows the event time has left behind (one window of allowed lateness). The event time is the newest
-   * alert's, or the watermark given (scale-out: the slowest events partition's progress).
+   * trusted alert's, or the watermark given (scale-out: the slowest events partition's progress).
    */
   expire(watermark = this.watermark): Alert[] {
-    const out: Alert[] = [];
-    for (const [key, storm] of this.storms) {
-      if (storm.windowStart + 2 * this.windowMs > watermark) continue;
-      this.storms.delete(key);
-      const summary = this.summarize(storm, key.split("\u0000")[2] ?? "");
-      if (summary) out.push(summary);
-    }
-    return out;
+    return this.close((storm) => storm.windowStart + 2 * this.windowMs <= watermark);
   }
 
   /** The offset of the record that opened the oldest storm still open (scale-out), if any. */
@@ -80,39 +100,50 @@ export class StormAggregator {
 
   /** Everything still open, e.g. at the end of a replay. */
   flush(): Alert[] {
+    return this.close(() => true);
+  }
+
+  /** Closes the storms `due` selects, in window order (then key), so summaries come out the same for any arrival. */
+  private close(due: (storm: Storm) => boolean): Alert[] {
+    const ending = [...this.storms.entries()].filter(([, s]) => due(s));
+    ending.sort(([a, x], [b, y]) => x.windowStart - y.windowStart || (a < b ? -1 : a > b ? 1 : 0));
     const out: Alert[] = [];
-    for (const [key, storm] of this.storms) {
-      const summary = this.summarize(storm, key.split("\u0000")[2] ?? "");
+    for (const [id, storm] of ending) {
+      this.storms.delete(id);
+      const summary = this.summarize(storm);
       if (summary) out.push(summary);
     }
-    this.storms.clear();
     return out;
   }
 
   private evictOldest(): Alert[] {
-    const [key, storm] = this.storms.entries().next().value as [string, Storm];
-    this.storms.delete(key);
-    const summary = this.summarize(storm, key.split("\u0000")[2] ?? "");
+    const [id, storm] = this.storms.entries().next().value as [string, Storm];
+    this.storms.delete(id);
+    const summary = this.summarize(storm);
     return summary ? [summary] : [];
   }
 
-  private summarize(storm: Storm, principal: string): Alert | undefined {
+  private summarize(storm: Storm): Alert | undefined {
+    const before = this.closedUpTo.get(storm.key);
+    this.closedUpTo.delete(storm.key);
+    this.closedUpTo.set(storm.key, Math.max(storm.windowStart, before ?? storm.windowStart));
+    if (this.closedUpTo.size > this.maxKeys) this.closedUpTo.delete(this.closedUpTo.keys().next().value as string);
     if (storm.count < 2) return undefined;
-    const { first } = storm;
+    const first = storm.earliest;
     const start = new Date(storm.windowStart).toISOString();
     const end = new Date(storm.windowStart + this.windowMs).toISOString();
     return {
       ...first,
       "@timestamp": end,
-      message: `${first.rule.name}: ${storm.count} times by ${principal || "unknown"} within ${this.windowMs / 1000} s (first: ${first.message})`,
+      message: `${first.rule.name}: ${storm.count} times by ${storm.principal || "unknown"} within ${this.windowMs / 1000} s (first: ${first.message})`,
       event: {
         ...first.event,
-        id: alertId(first.rule.id, first.orchestrator.cluster.name, principal, start, "storm"),
+        id: alertId(first.rule.id, first.orchestrator.cluster.name, storm.principal, start, "storm"),
         count: storm.count,
         start,
         end,
       },
-      kubernetes: { audit: { ...first.kubernetes.audit, auditID: storm.auditIDs } },
+      kubernetes: { audit: { ...first.kubernetes.audit, auditID: [...storm.auditIDs].sort() } },
     };
   }
 }

@@ -1,8 +1,9 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { AuditEvent } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { loadRulePack, loadRules, RuleLoadError, runRuleTests, runTimedRuleTests, SHIPPED_RULES_DIR } from "../src/index.js";
+import { judge, loadRulePack, loadRules, RuleLoadError, runRuleTests, runTimedRuleTests, SHIPPED_RULES_DIR } from "../src/index.js";
 
 describe("shipped rule pack", () => {
   const rules = loadRules();
@@ -68,12 +69,13 @@ describe("site exceptions", () => {
     );
     const rules = loadRules([SHIPPED_RULES_DIR, dir]);
     const privileged = rules.find((r) => r.definition.id === "workload.privileged_container");
-    const pod = (image: string, user = "alice") => ({
+    const pod = (image: string, user = "alice") =>
+      judge({
       verb: "create",
       user: { username: user },
       objectRef: { resource: "pods", namespace: "ops" },
       requestObject: { spec: { containers: [{ name: "a", image, securityContext: { privileged: true } }] } },
-    });
+    } as unknown as AuditEvent);
     expect(privileged?.matches(pod("docker.io/library/nginx:1"))).toBe(true);
     expect(privileged?.matches(pod("registry.example.com/node-agent:2.1"))).toBe(false);
     expect(privileged?.matches(pod("docker.io/library/nginx:1", "system:serviceaccount:argocd:argocd-application-controller"))).toBe(false);

@@ -221,7 +221,8 @@ describe("sequences", () => {
 
 describe("audit stream silence", () => {
   it("raises the same alert whether the clock notices the silence live or the gap is found in archived events", () => {
-    let now = 1_000_000;
+    // The wall clock during the live run: the first events' time, as it would be.
+    let now = T0;
     const live = new WindowEngine([rule("audit.stream_silence")], { clock: () => now });
     const before = steady("someone", 60, 0, 3);
     for (const e of before) live.offer(e);

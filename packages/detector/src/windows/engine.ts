@@ -2,6 +2,7 @@ import { type Alert, type AuditEvent, alertId, eventTime, SEVERITY_SCORES, trust
 import { RULESET, threatOf } from "../alert-builder.js";
 import { compileVisitor, type Predicate } from "../condition.js";
 import type { WindowGauges } from "../metrics.js";
+import { DEFAULT_MAX_FUTURE_SKEW_MS } from "../time.js";
 import {
   type Bucket,
   countEvent,
@@ -33,8 +34,13 @@ export interface WindowEngineOptions {
   maxKeysPerWindow?: number;
   /** Keys remembered across windows per rule (baselines, sequence progress, silence); least recently seen go first. */
   maxTrackedKeys?: number;
-  /** Wall clock for silence (ms since the epoch). */
+  /** Wall clock for silence and for the allowed skew (ms since the epoch). */
   clock?: () => number;
+  /**
+   * How far ahead of the clock an event may be stamped and still count (DEFAULT_MAX_FUTURE_SKEW_MS): a later one is
+   * judged by the per-event rules but never counted in windows nor moves the watermark.
+   */
+  maxFutureSkewMs?: number;
 }
 
 export interface WindowStats {
@@ -48,6 +54,8 @@ export interface WindowStats {
   promotedKeys: number;
   /** Events of tail keys that a sketch cannot count (distinct, ratio, sequence and silence rules), dropped. */
   droppedEvents: number;
+  /** Events stamped beyond the allowed clock skew: not counted (see WindowEngineOptions.maxFutureSkewMs). */
+  futureEvents: number;
 }
 
 interface ChainLink {
@@ -60,7 +68,7 @@ interface RuleState {
   windowMs: number;
   /** Sequences and silence need counts, times and steps only. */
   lean: boolean;
-  keyOf: (e: AuditEvent) => string | undefined;
+  keyOf: (e: AuditEvent) => string;
   distinctOf?: (e: AuditEvent) => string | undefined;
   /** Open windows by start time, each with its buckets by key. */
   windows: Map<number, Map<string, Bucket>>;
@@ -104,13 +112,15 @@ function firstValue(path: string): (e: AuditEvent) => string | undefined {
   };
 }
 
-/** The group-by key: the parts joined with "|", or undefined when any part is missing. */
-function keyFunction(parts: ((e: AuditEvent) => string | undefined)[]): (e: AuditEvent) => string | undefined {
+/** What a missing group-by value is counted under: an event without a user or an address still counts. */
+export const MISSING_KEY_PART = "(none)";
+
+/** The group-by key: the parts joined with "|", a missing part as MISSING_KEY_PART. */
+function keyFunction(parts: ((e: AuditEvent) => string | undefined)[]): (e: AuditEvent) => string {
   return (e) => {
     let key = "";
     for (let i = 0; i < parts.length; i++) {
-      const v = (parts[i] as (e: AuditEvent) => string | undefined)(e);
-      if (v === undefined) return undefined;
+      const v = (parts[i] as (e: AuditEvent) => string | undefined)(e) ?? MISSING_KEY_PART;
       key = i === 0 ? v : `${key}|${v}`;
     }
     return key;
@@ -144,12 +154,16 @@ export class WindowEngine {
   private watermark = Number.NEGATIVE_INFINITY;
   /** The earliest event time seen: warm-up counts windows from here. */
   private streamStart = Number.POSITIVE_INFINITY;
-  readonly stats: WindowStats = { lateEvents: 0, evictedKeys: 0, sketchedEvents: 0, promotedKeys: 0, droppedEvents: 0 };
+  readonly stats: WindowStats = { lateEvents: 0, evictedKeys: 0, sketchedEvents: 0, promotedKeys: 0, droppedEvents: 0, futureEvents: 0 };
+  private readonly clock: () => number;
+  private readonly maxFutureSkewMs: number;
 
   constructor(
     rules: readonly CompiledWindowRule[],
     private readonly options: WindowEngineOptions = {},
   ) {
+    this.clock = options.clock ?? Date.now;
+    this.maxFutureSkewMs = options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
     this.states = rules.map((rule) => {
       const d = rule.definition;
       const state: RuleState = {
@@ -191,15 +205,20 @@ export class WindowEngine {
   /** One process, whole stream: counts the event and closes the windows its time has passed. */
   offer(event: AuditEvent): Alert[] {
     const time = Date.parse(eventTime(event));
-    if (Number.isNaN(time)) return NO_ALERTS;
-    this.collect(event, time);
-    if (time <= this.watermark) return NO_ALERTS;
+    if (!this.collect(event, time) || time <= this.watermark) return NO_ALERTS;
     return this.advance(time);
   }
 
-  /** Counts the event into its open windows without closing any. */
-  collect(event: AuditEvent, time = Date.parse(eventTime(event))): void {
-    if (Number.isNaN(time)) return;
+  /** Whether an event stamped `time` is within the allowed skew of the clock (else it is counted as a future event). */
+  trusts(time: number): boolean {
+    if (time <= this.clock() + this.maxFutureSkewMs) return true;
+    this.stats.futureEvents++;
+    return false;
+  }
+
+  /** Counts the event into its open windows without closing any; false when its time is unusable or untrusted. */
+  collect(event: AuditEvent, time = Date.parse(eventTime(event))): boolean {
+    if (Number.isNaN(time) || !this.trusts(time)) return false;
     if (time < this.streamStart) this.streamStart = time;
     // Computed at most once per event, and only when a rule needs them: system component or not, the trusted source
     // address, the facts a new bucket keeps.
@@ -220,7 +239,6 @@ export class WindowEngine {
         continue;
       }
       const key = state.keyOf(event);
-      if (key === undefined) continue;
       const buckets = state.lastStart === start ? (state.lastBuckets as Map<string, Bucket>) : this.windowOf(state, start);
       let bucket = buckets.get(key);
       if (!bucket) {
@@ -249,6 +267,7 @@ export class WindowEngine {
         }
       }
     }
+    return true;
   }
 
   /** Takes every open bucket as a partial record (the reading side of a scale-out deployment), leaving none open. */
@@ -313,7 +332,7 @@ export class WindowEngine {
   }
 
   /** Silence by the clock: keys whose last arrival is older than their rule's gap, each reported once per silence. */
-  idle(now = (this.options.clock ?? Date.now)()): Alert[] {
+  idle(now = this.clock()): Alert[] {
     const alerts: Alert[] = [];
     for (const state of this.states) {
       const def = state.rule.definition;
@@ -328,7 +347,7 @@ export class WindowEngine {
   }
 
   private arrived(state: RuleState, key: string, facts: EventFacts, events: number): void {
-    const wall = (this.options.clock ?? Date.now)();
+    const wall = this.clock();
     const previous = state.arrivals.get(key);
     if (previous) {
       // Updated in place: silence keys are few (clusters) and seen on every event.

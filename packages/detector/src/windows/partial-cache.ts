@@ -1,4 +1,5 @@
 import type { Alert, AuditEvent, BusMessage } from "@k8s-audit/core";
+import type { WindowGauges } from "../metrics.js";
 import { stormKey } from "../storm.js";
 import { encodePartial } from "./bucket.js";
 import { type CompiledWindowRule, WindowEngine } from "./engine.js";
@@ -42,8 +43,9 @@ export class PartialCountCache {
     this.alerts = Array.from({ length: topology.targets }, () => []);
   }
 
+  /** Counts one event; an event stamped beyond the allowed clock skew neither counts nor moves its partition's time. */
   count(partition: number, event: AuditEvent, time: number): void {
-    this.engine.collect(event, time);
+    if (!this.engine.collect(event, time)) return;
     if (time > (this.progress.get(partition) ?? Number.NEGATIVE_INFINITY)) this.progress.set(partition, time);
     if (time < (this.oldestSinceFlush.get(partition) ?? Number.POSITIVE_INFINITY)) this.oldestSinceFlush.set(partition, time);
   }
@@ -61,6 +63,11 @@ export class PartialCountCache {
     this.offsets.set(partition, nextOffset);
     if (!this.oldestSinceFlush.has(partition) && this.progress.has(partition))
       this.oldestSinceFlush.set(partition, this.progress.get(partition) as number);
+  }
+
+  /** The reading side's counters (events stamped beyond the allowed skew are counted here in scale-out). */
+  gauges(): WindowGauges {
+    return this.engine.gauges();
   }
 
   get pending(): boolean {

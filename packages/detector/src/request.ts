@@ -1,0 +1,225 @@
+import type { AuditEvent } from "@k8s-audit/core";
+
+/**
+ * What a request really did and who really did it, as rules see it. Rules, exceptions, windows and alerts read this
+ * view of an audit event instead of the raw event:
+ * - `user` is the effective identity (the impersonated user when there is one); `authenticatedUser` the one the
+ *   apiserver authenticated. An impersonated request is judged by what it acted as, and named by both.
+ * - `object` is the resulting object of a write: the response body when it is the object (RequestResponse level),
+ *   else the request body when it is the whole object (create, update, server-side apply) or a sparse object built
+ *   from the patch (merge and strategic patches already are one; a JSON patch's operations are laid out as one).
+ *   For a refused request it is what was asked for. Absent when the policy logged neither body.
+ * - `exec` is an exec request's command, decoded from its `command=` query parameters.
+ * - `podSpecs` and `containers` gather every pod spec and every container of every kind the object carries, so a
+ *   rule written once covers pods, every workload template, init and ephemeral containers alike.
+ */
+export interface JudgedRequest extends AuditEvent {
+  readonly authenticatedUser: AuditEvent["user"];
+  readonly object?: unknown;
+  readonly exec?: { readonly command: string; readonly argv: readonly string[] };
+  /** Every pod spec the object carries: a pod's, a workload's template, a CronJob's job template. */
+  readonly podSpecs?: readonly Record<string, unknown>[];
+  /** Every container of every kind (containers, initContainers, ephemeralContainers) in those pod specs. */
+  readonly containers?: readonly Record<string, unknown>[];
+  readonly [JUDGED]: true;
+}
+
+const JUDGED: unique symbol = Symbol("judged");
+
+/** The view rules read (see JudgedRequest). Idempotent: a view passed in is returned as it is. */
+export function judge(event: AuditEvent): JudgedRequest {
+  if ((event as Partial<JudgedRequest>)[JUDGED]) return event as JudgedRequest;
+  const impersonated = event.impersonatedUser;
+  const effective = impersonated?.username ? impersonated : event.user;
+  const object = resultingObject(event);
+  const exec = event.objectRef?.subresource === "exec" ? execCommand(event.requestURI) : undefined;
+  const podSpecs = object === undefined ? undefined : podSpecsOf(object);
+  return {
+    ...event,
+    user: effective,
+    authenticatedUser: event.user,
+    ...(object === undefined ? {} : { object }),
+    ...(exec === undefined ? {} : { exec }),
+    ...(podSpecs === undefined ? {} : { podSpecs, containers: containersOf(podSpecs) }),
+    [JUDGED]: true,
+  } as JudgedRequest;
+}
+
+/** The authenticated identity of a view (or of a raw event). */
+export function authenticatedUser(event: AuditEvent): AuditEvent["user"] {
+  return (event as Partial<JudgedRequest>).authenticatedUser ?? event.user;
+}
+
+/**
+ * One request's identity: cluster, auditID and the time it was received. The auditID alone comes from the client's
+ * Audit-ID header when it sends one, so two requests can share it; a request's stages share all three.
+ */
+export function requestKey(event: AuditEvent): string {
+  return `${event.cluster ?? "default"}\u0000${event.auditID}\u0000${event.requestReceivedTimestamp ?? event.timestamp ?? ""}`;
+}
+
+/** The request failed: a 4xx/5xx answer, or authorization said forbid. Missing status counts as success. */
+export function failed(event: AuditEvent): boolean {
+  const code = event.responseStatus?.code;
+  return (code !== undefined && code >= 400) || event.annotations?.["authorization.k8s.io/decision"] === "forbid";
+}
+
+const ADMISSION_ANNOTATION_PREFIXES = [
+  "pod-security.kubernetes.io/",
+  "admission.k8s.io/",
+  "validation.policy.admission.k8s.io/",
+  "mutation.webhook.admission.k8s.io/",
+];
+
+/**
+ * Why the cluster refused the request, when it was refused by authorization (forbid) or by admission (Pod Security,
+ * webhooks, admission policies): the refusal reason; undefined for any other outcome. An attempt refused is still the
+ * earliest sign of an attack.
+ */
+export function refusal(event: AuditEvent): string | undefined {
+  const annotations = event.annotations ?? {};
+  const code = event.responseStatus?.code;
+  const message = event.responseStatus?.message;
+  if (annotations["authorization.k8s.io/decision"] === "forbid") {
+    return `forbidden by authorization${annotations["authorization.k8s.io/reason"] ? `: ${annotations["authorization.k8s.io/reason"]}` : ""}`;
+  }
+  if (code === undefined || code < 400 || code >= 500 || code === 401 || code === 404 || code === 409) return undefined;
+  const byAdmission =
+    Object.keys(annotations).some((k) => ADMISSION_ANNOTATION_PREFIXES.some((p) => k.startsWith(p))) ||
+    (message !== undefined && /admission webhook|violates PodSecurity|denied request|ValidatingAdmissionPolicy/i.test(message));
+  if (byAdmission) return `refused by admission${message ? `: ${message}` : ""}`;
+  if (code === 403) return `forbidden${message ? `: ${message}` : ""}`;
+  return undefined;
+}
+
+/**
+ * Requests the apiserver logs at ResponseStarted as well (long-running: watches, exec, attach, port-forward, proxy),
+ * and failed authentications, which it logs only there. Such a request counts once, at ResponseStarted.
+ */
+export function startsLongRunning(event: AuditEvent): boolean {
+  if (event.verb === "watch") return true;
+  const sub = event.objectRef?.subresource;
+  return sub === "exec" || sub === "attach" || sub === "portforward" || sub === "proxy";
+}
+
+/** Windows count every request exactly once: at ResponseStarted when it has one, else at its last stage. */
+export function countsInWindows(event: AuditEvent): boolean {
+  if (event.stage === "ResponseStarted") return true;
+  if (event.stage !== "ResponseComplete" && event.stage !== "Panic") return false;
+  return !startsLongRunning(event);
+}
+
+const WRITE_VERBS = new Set(["create", "update", "patch", "apply"]);
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+
+/** A body that is an object of the API (not a Status, a list or a table). */
+function isApiObject(value: unknown): value is Record<string, unknown> {
+  if (!isObject(value)) return false;
+  const kind = value.kind;
+  return kind !== "Status" && kind !== "Table" && !(typeof kind === "string" && kind.endsWith("List")) && !("items" in value);
+}
+
+function resultingObject(event: AuditEvent): unknown {
+  const { requestObject, responseObject } = event;
+  const refused = failed(event);
+  if (!refused && WRITE_VERBS.has(event.verb) && isApiObject(responseObject)) return responseObject;
+  if (Array.isArray(requestObject)) return jsonPatchAsObject(requestObject);
+  if (isObject(requestObject)) return requestObject;
+  if (!refused && isApiObject(responseObject)) return responseObject;
+  return undefined;
+}
+
+/** Where pod specs sit: a pod, a workload's template, a CronJob's job template (and a PodTemplate's template). */
+const POD_SPEC_PATHS: readonly (readonly string[])[] = [
+  ["spec"],
+  ["spec", "template", "spec"],
+  ["template", "spec"],
+  ["spec", "jobTemplate", "spec", "template", "spec"],
+];
+const CONTAINER_KINDS = ["containers", "initContainers", "ephemeralContainers"] as const;
+
+function podSpecsOf(object: unknown): Record<string, unknown>[] | undefined {
+  const specs: Record<string, unknown>[] = [];
+  for (const path of POD_SPEC_PATHS) {
+    let node: unknown = object;
+    for (const key of path) node = isObject(node) ? node[key] : undefined;
+    // A pod spec is recognised by what only pod specs have, so a Service's or a Deployment's own spec is not one.
+    if (isObject(node) && (CONTAINER_KINDS.some((k) => k in node) || "volumes" in node || "hostNetwork" in node || "hostPID" in node || "hostIPC" in node || "nodeName" in node || "serviceAccountName" in node || "securityContext" in node))
+      specs.push(node);
+  }
+  return specs.length ? specs : undefined;
+}
+
+function containersOf(specs: readonly Record<string, unknown>[]): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const spec of specs)
+    for (const kind of CONTAINER_KINDS) {
+      const list = spec[kind];
+      if (Array.isArray(list)) for (const c of list) if (isObject(c)) out.push(c);
+    }
+  return out;
+}
+
+const MAX_PATCH_OPERATIONS = 10_000;
+const MAX_PATH_SEGMENTS = 64;
+
+/**
+ * A JSON patch (RFC 6902) laid out as the sparse object its `add` and `replace` values describe: an operation that
+ * adds `/spec/containers/0/securityContext/privileged: true` reads, to a rule, as a pod spec with a privileged
+ * container; `/subjects/-` appends a subject. Without the stored object this is what the patch can tell.
+ */
+export function jsonPatchAsObject(operations: readonly unknown[]): Record<string, unknown> {
+  const root: Record<string, unknown> = {};
+  for (const op of operations.slice(0, MAX_PATCH_OPERATIONS)) {
+    if (!isObject(op) || (op.op !== "add" && op.op !== "replace") || typeof op.path !== "string") continue;
+    const segments = op.path
+      .split("/")
+      .slice(1)
+      .map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
+    if (segments.length === 0) {
+      if (isObject(op.value)) Object.assign(root, op.value);
+      continue;
+    }
+    if (segments.length > MAX_PATH_SEGMENTS) continue;
+    let node: Record<string, unknown> | unknown[] = root;
+    for (let i = 0; i < segments.length; i++) {
+      const segment = segments[i] as string;
+      const last = i === segments.length - 1;
+      const nextIsIndex = !last && /^(\d+|-)$/.test(segments[i + 1] as string);
+      if (Array.isArray(node)) {
+        const index = segment === "-" ? node.length : Number(segment);
+        if (!Number.isInteger(index)) break;
+        if (last) {
+          node[index] = op.value;
+          break;
+        }
+        const child: unknown = node[index];
+        node[index] = isObject(child) || Array.isArray(child) ? child : nextIsIndex ? [] : {};
+        node = node[index] as Record<string, unknown> | unknown[];
+      } else {
+        if (segment === "__proto__" || segment === "constructor" || segment === "prototype") break;
+        if (last) {
+          node[segment] = op.value;
+          break;
+        }
+        const child = node[segment];
+        if (!(isObject(child) || Array.isArray(child))) node[segment] = nextIsIndex ? [] : {};
+        node = node[segment] as Record<string, unknown> | unknown[];
+      }
+    }
+  }
+  // Holes left by indexes past the end read as missing, as in the object they patch.
+  return root;
+}
+
+/** An exec's command: every `command=` query parameter, decoded, in order. */
+export function execCommand(requestURI: string): JudgedRequest["exec"] {
+  const query = requestURI.indexOf("?");
+  if (query < 0) return undefined;
+  const argv: string[] = [];
+  for (const [name, value] of new URLSearchParams(requestURI.slice(query + 1))) if (name === "command") argv.push(value);
+  return argv.length ? { command: argv.join(" "), argv } : undefined;
+}
