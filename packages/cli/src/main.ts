@@ -1,5 +1,5 @@
 import { type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
-import { loadDetection, runRuleTests, runTimedRuleTests } from "@k8s-audit/detector";
+import { loadDetection, runEvasionTests, runRuleTests, runTimedRuleTests } from "@k8s-audit/detector";
 import { writeKitCertificates } from "@k8s-audit/ingest";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
@@ -48,6 +48,7 @@ async function runStages(stages: StageSelection, flags: RunFlags, printAlerts: b
 interface RuleFlags {
   dir?: string[];
   sigma?: string[];
+  verbose?: boolean;
 }
 
 /** The shipped pack, the site folders, and Sigma folders (--sigma, or K8S_AUDIT_SIGMA_DIR). */
@@ -108,7 +109,8 @@ program
 const rules = program.command("rules").description("the detection rules: shipped pack plus K8S_AUDIT_RULES_DIR");
 rules
   .command("test")
-  .description("run every rule's inline tests (events that must fire and events that must stay quiet)")
+  .description("run every rule's inline tests (events that must fire and events that must stay quiet), then the evasion suite")
+  .option("--verbose", "list the identity variants skipped as routine for that identity")
   .option("--dir <dir...>", "extra rule folders (default: K8S_AUDIT_RULES_DIR)")
   .option("--sigma <dir...>", "Sigma rule folders (default: K8S_AUDIT_SIGMA_DIR)")
   .action((flags: RuleFlags) => {
@@ -123,7 +125,22 @@ rules
       for (const f of r.failures) console.log(`FAIL ${r.rule} (${r.source}): ${f}`);
     }
     console.log(`${results.length - failed} passed, ${failed} failed (${results.length} rules, ${cases} test cases)`);
-    process.exitCode = failed > 0 ? 1 : 0;
+    // The evasion suite: every medium+ rule's firing cases rewritten as an attacker would (see evasion.ts).
+    const evasion = runEvasionTests(pack.rules);
+    let evasionFailed = 0;
+    let variants = 0;
+    let routine = 0;
+    for (const r of evasion) {
+      variants += r.passed + r.failures.length;
+      routine += r.routine.length;
+      if (r.failures.length) evasionFailed++;
+      for (const f of r.failures) console.log(`EVADED ${r.rule} (${r.source}): ${f}`);
+      if (flags.verbose) for (const v of r.routine) console.log(`routine ${r.rule}: ${v} (system_routine for that identity)`);
+    }
+    console.log(
+      `evasion: ${evasion.length - evasionFailed} passed, ${evasionFailed} failed (${evasion.length} medium+ rules, ${variants} variants; ${routine} identity variants routine for that identity${flags.verbose ? "" : ", --verbose lists them"})`,
+    );
+    process.exitCode = failed + evasionFailed > 0 ? 1 : 0;
   });
 rules
   .command("list")

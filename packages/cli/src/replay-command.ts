@@ -172,7 +172,8 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
       verb: flags.verb,
       resource: flags.resource,
     },
-    defaultCluster: flags.cluster?.split(",")[0],
+    // Archives seldom name their cluster: without --cluster they are the default cluster, as the live ingest stamps it.
+    defaultCluster: flags.cluster?.split(",")[0] ?? config.K8S_AUDIT_CLUSTER,
     detector,
     onEvent: eventHandlers.length
       ? async (e) => {

@@ -32,8 +32,13 @@ const StatusSchema = z.looseObject({
   message: z.string().optional(),
 });
 
-/** RFC 3339 with optional fractional seconds; checked loosely (a parse) since the apiserver's format is fixed. */
-const Timestamp = z.string().refine((s) => !Number.isNaN(Date.parse(s)), { message: "not an RFC 3339 timestamp" });
+/**
+ * Strict RFC 3339 (`2026-11-28T09:00:00.004000Z`, fractional seconds optional, `Z` or an offset), as the apiserver
+ * writes it. Anything looser (`"1"`, RFC 1123 dates, a bare date) is refused: Date.parse accepts them, and a
+ * timestamp that means something else to each reader lets a client move event time.
+ */
+export const RFC3339 = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+const Timestamp = z.string().refine((s) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)), { message: "not an RFC 3339 timestamp" });
 
 export const AuditEventSchema = z
   .looseObject({
@@ -89,7 +94,8 @@ export function looksLikeAuditEvent(value: unknown): value is AuditEvent {
     typeof e.level === "string" &&
     e.user !== null &&
     typeof e.user === "object" &&
-    (typeof e.stageTimestamp === "string" || typeof e.timestamp === "string")
+    // The event time, strictly (replay reads archives through this check alone).
+    RFC3339.test((e.stageTimestamp ?? e.timestamp) as string)
   );
 }
 

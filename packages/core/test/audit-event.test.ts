@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AuditEventSchema, dedupKey, eventTime, itemsOf, trustedSourceIP } from "../src/index.js";
+import { AuditEventSchema, dedupKey, eventTime, itemsOf, looksLikeAuditEvent, trustedSourceIP } from "../src/index.js";
 
 const v1 = {
   level: "Metadata",
@@ -48,6 +48,16 @@ describe("AuditEventSchema", () => {
   it("rejects an event with no time at all", () => {
     const { stageTimestamp: _drop, ...rest } = v1;
     expect(AuditEventSchema.safeParse(rest).success).toBe(false);
+  });
+
+  it("accepts only strict RFC 3339 timestamps: a loose one would let a client move event time", () => {
+    for (const good of ["2026-03-01T10:00:00Z", "2026-03-01T10:00:00.123456Z", "2026-03-01T10:00:00.1+02:00"])
+      expect(AuditEventSchema.safeParse({ ...v1, stageTimestamp: good }).success, good).toBe(true);
+    for (const bad of ["1", "Sun, 01 Mar 2026 10:00:00 GMT", "2026-03-01", "2026-03-01 10:00:00Z", "2026-13-01T10:00:00Z", "2100"]) {
+      expect(AuditEventSchema.safeParse({ ...v1, stageTimestamp: bad }).success, bad).toBe(false);
+      expect(looksLikeAuditEvent({ ...v1, stageTimestamp: bad }), bad).toBe(false);
+    }
+    expect(AuditEventSchema.safeParse({ ...v1, requestReceivedTimestamp: "yesterday" }).success).toBe(false);
   });
 
   it("trusts only the last source IP and dedups on auditID + stage + stageTimestamp", () => {

@@ -352,3 +352,18 @@ export function requiredValues(condition: Condition, field: string, ctx: Compile
   }
   return undefined;
 }
+
+/** Every field path the condition tests, through its macros (an evasion test asks what a rule looks at). */
+export function fieldsRead(condition: Condition, ctx: CompileContext, out = new Set<string>(), seen = new Set<string>()): Set<string> {
+  if ("all" in condition) for (const c of condition.all) fieldsRead(c, ctx, out, seen);
+  else if ("any" in condition) for (const c of condition.any) fieldsRead(c, ctx, out, seen);
+  else if ("not" in condition) fieldsRead(condition.not, ctx, out, seen);
+  else if ("macro" in condition) {
+    const body = ctx.macros.get(condition.macro);
+    if (body && !seen.has(condition.macro)) {
+      seen.add(condition.macro);
+      fieldsRead(body, ctx, out, seen);
+    }
+  } else out.add(condition.field);
+  return out;
+}

@@ -1,6 +1,7 @@
 export { buildAlert, RULESET } from "./alert-builder.js";
 export { type Condition, compileCidr, compileCondition, compilePath } from "./condition.js";
 export { Detector, type DetectorOptions } from "./engine.js";
+export { alertNames, type EvasionCase, type EvasionResult, evasionCases, runEvasionTests } from "./evasion.js";
 export { type CompiledRule, loadRulePack, loadRules, RuleLoadError, SHIPPED_RULES_DIR } from "./loader.js";
 export { createDetectorMetrics, type DetectorMetrics, type WindowGauges } from "./metrics.js";
 export { type DetectionPack, loadDetection } from "./pack.js";

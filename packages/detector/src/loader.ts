@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { issueLines } from "@k8s-audit/core";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
-import { type CompileContext, type Condition, compileCondition, type Predicate, requiredValues } from "./condition.js";
+import { type CompileContext, type Condition, compileCondition, fieldsRead, type Predicate, requiredValues } from "./condition.js";
 import { type Exceptions, LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
 import type { CompiledWindowRule } from "./windows/engine.js";
 import { admissionCondition, type TimedRuleDefinition, TimedRuleSchema } from "./windows/window-rule.js";
@@ -27,6 +27,12 @@ export interface CompiledRule {
   readonly exceptions: Exceptions;
   /** The objectRef.resource values the rule can match at all; undefined when any resource can. */
   readonly resources?: ReadonlySet<string>;
+  /** The verbs the rule can match at all; undefined when any verb can. */
+  readonly verbs?: ReadonlySet<string>;
+  /** The field paths its condition tests (macros included). */
+  readonly fields: ReadonlySet<string>;
+  /** Whether the event is the cluster's own routine (what exclude_system_components leaves out), for any rule. */
+  readonly isSystemRoutine: Predicate;
 }
 
 /**
@@ -156,6 +162,7 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
   }
 
   const ctx: CompileContext = { lists, macros };
+  let systemRoutine: Predicate | undefined;
   const seen = new Map<string, string>();
   const rules: CompiledRule[] = [];
   for (const { definition, source } of definitions) {
@@ -175,7 +182,10 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
       const excused = exceptionPredicate(exceptions, ctx);
       const matches: Predicate = (event) => condition(event) && !routine?.(event) && !excused?.(event);
       const resources = requiredValues(definition.condition, "objectRef.resource", ctx);
-      rules.push({ definition, source, exceptions, resources, matches });
+      const verbs = requiredValues(definition.condition, "verb", ctx);
+      const fields = fieldsRead(definition.condition, ctx);
+      systemRoutine ??= compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx);
+      rules.push({ definition, source, exceptions, resources, verbs, fields, isSystemRoutine: systemRoutine, matches });
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }

@@ -8,7 +8,7 @@ import type { TimedTestGroup } from "./windows/window-rule.js";
  * Defaults under every inline test event, so a rule's tests state only what matters to the rule. The result must still
  * be a valid audit.k8s.io/v1 Event.
  */
-const TEST_EVENT_DEFAULTS = {
+export const TEST_EVENT_DEFAULTS = {
   kind: "Event",
   apiVersion: "audit.k8s.io/v1",
   level: "RequestResponse",

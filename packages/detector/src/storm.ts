@@ -61,8 +61,10 @@ export class StormAggregator {
   /** Returns the alert to send now (the window's head, or a late alert alone), and summaries of storms closed. */
   offer(alert: Alert, eventTimeMs: number, offset?: bigint): { emit?: Alert; closed: Alert[] } {
     const closed: Alert[] = [];
-    // A far-future stamp is a broken or hostile clock: it must not close every other storm early.
-    if (eventTimeMs <= this.clock() + this.maxFutureSkewMs) this.watermark = Math.max(this.watermark, eventTimeMs);
+    // A far-future stamp is a broken or hostile clock: it goes out alone, and neither closes other storms early nor
+    // opens one that no watermark would ever close (scale-out commits are held back to open storms).
+    if (eventTimeMs > this.clock() + this.maxFutureSkewMs) return { emit: alert, closed };
+    this.watermark = Math.max(this.watermark, eventTimeMs);
     const key = stormKey(alert);
     const windowStart = Math.floor(eventTimeMs / this.windowMs) * this.windowMs;
     const done = this.closedUpTo.get(key);

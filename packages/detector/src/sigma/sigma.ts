@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { issueLines, type Severity } from "@k8s-audit/core";
 import { parse, parseAllDocuments } from "yaml";
 import { z } from "zod";
-import { type CompileContext, type Condition, compileCondition } from "../condition.js";
+import { type CompileContext, type Condition, compileCondition, fieldsRead } from "../condition.js";
 import type { CompiledRule } from "../loader.js";
 import { TACTICS } from "../mitre.js";
 import { RuleSchema } from "../rule.js";
@@ -207,6 +207,9 @@ export function compileSigmaRule(doc: unknown, source: string, tests?: SigmaTest
     source,
     matches: compileCondition(condition, ctx),
     exceptions: { users: [], groups: [], namespaces: [], images: [], user_agents: [] },
+    fields: fieldsRead(condition, ctx),
+    // Unmodified Sigma semantics: nothing is excused as routine.
+    isSystemRoutine: () => false,
   };
 }
 
