@@ -136,4 +136,36 @@ describe("windowed detections on Kafka", () => {
     ).toEqual([25]);
     expect(summary(alerts)).toEqual(summary(single));
   }, 180_000);
+
+  it("still flags cluster B's 403 burst after one far-future event from cluster A (3 detector instances)", async () => {
+    const d = await deploy(brokers, 3);
+    deployments.push(d);
+    const forbidden = (cluster: string, user: string, i: number, at: number) =>
+      AuditEventSchema.parse({
+        ...auditEvent({
+          auditID: `${cluster}-${user}-${i}`,
+          level: "Metadata",
+          verb: "get",
+          requestURI: "/api/v1/namespaces/prod/secrets/db",
+          objectRef: { resource: "secrets", namespace: "prod", name: "db", apiVersion: "v1" },
+          user: { username: user, groups: ["system:authenticated"] },
+          responseStatus: { metadata: {}, code: 403 },
+          annotations: { "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "" },
+          requestReceivedTimestamp: new Date(at - 5).toISOString(),
+          stageTimestamp: new Date(at).toISOString(),
+        }),
+        cluster,
+      });
+    // A broken (or hostile) clock in cluster A: one event stamped in 2100, read first.
+    await d.publish([forbidden("cluster-a", "node-clock", 0, Date.UTC(2100, 0, 1))]);
+    await new Promise((r) => setTimeout(r, 2_000));
+    await d.publish(Array.from({ length: 25 }, (_, i) => forbidden("cluster-b", "mallory", i, T0 + 2 * MINUTE + i * 1000)));
+    // Traffic goes on, spread over every partition, so event time passes the burst's window.
+    await d.publish(Array.from({ length: 30 }, (_, i) => AuditEventSchema.parse({ ...auditEvent({ stageTimestamp: new Date(T0 + 5 * MINUTE + i * 1000).toISOString() }), cluster: "cluster-b" })));
+    const flagged = (alerts: Alert[]) => alerts.some((a) => a.rule.id === "auth.forbidden_burst" && a.labels?.window_key === "cluster-b|mallory");
+    const alerts = await d.alerts(flagged);
+    expect(timed(alerts).filter((a) => a.rule.id === "auth.forbidden_burst").map((a) => [a.labels?.window_key, a.event.count])).toEqual([
+      ["cluster-b|mallory", 25],
+    ]);
+  }, 180_000);
 });
