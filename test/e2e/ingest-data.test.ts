@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { Writable } from "node:stream";
 import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
-import { REDACTED_ANNOTATION, TRUNCATED_ANNOTATION } from "@k8s-audit/ingest";
+import { REDACTED_ANNOTATION, TRUNCATED_ANNOTATION, TRUNCATED_FIELDS_ANNOTATION } from "@k8s-audit/ingest";
 import { alertsDataStream, createElasticsearchClient } from "@k8s-audit/shipper";
 import { pino } from "pino";
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -34,7 +34,7 @@ describe("ingest data handling", () => {
     expect(dead?.headers?.["x-k8s-audit-reason"]).toMatch(/invalid event: level: /);
   });
 
-  it("keeps an oversize event without its bodies, marked as truncated", async () => {
+  it("keeps an oversize event's bodies minus the bulk, marked as truncated", async () => {
     const ingest = await startTestIngest(brokers, { maxEventBytes: 8 * 1024 });
     cleanup.push(ingest.stop);
     const big = auditEvent({
@@ -47,9 +47,12 @@ describe("ingest data handling", () => {
     const [stored] = await readTopic(brokers, ingest.topics.events, 1);
     const event = JSON.parse(stored?.value ?? "");
     expect(event.auditID).toBe(big.auditID);
-    expect(event.requestObject).toBeUndefined();
-    expect(event.responseObject).toBeUndefined();
+    // The key stays (rules test key names); the 50 KB value is cut to a prefix and a marker.
+    expect(Object.keys(event.requestObject.data)).toEqual(["blob"]);
+    expect(event.requestObject.data.blob).toMatch(/…\[truncated, 50000 chars\]$/);
+    expect(event.responseObject).toEqual({ kind: "ConfigMap" });
     expect(event.annotations[TRUNCATED_ANNOTATION]).toBe("true");
+    expect(event.annotations[TRUNCATED_FIELDS_ANNOTATION]).toBe("requestObject.data.blob");
     expect(Number(event.annotations["k8s-audit.io/original-bytes"])).toBeGreaterThan(50_000);
     expect(stored?.value.length).toBeLessThan(8 * 1024);
   });

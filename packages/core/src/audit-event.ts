@@ -110,9 +110,12 @@ export function trustedSourceIP(event: AuditEvent): string | undefined {
   return ips && ips.length > 0 ? ips[ips.length - 1] : undefined;
 }
 
-/** Identity of one request at one stage: the apiserver re-sends exactly this on retries. */
+/**
+ * Identity of one request at one stage: the apiserver re-sends exactly this on retries. The received time is part of
+ * it because the auditID alone comes from the client's Audit-ID header when it sends one, and can repeat.
+ */
 export function dedupKey(event: AuditEvent): string {
-  return `${event.auditID}|${event.stage}|${eventTime(event)}`;
+  return `${event.auditID}|${event.requestReceivedTimestamp ?? ""}|${event.stage}|${eventTime(event)}`;
 }
 
 export type BodyShape = "EventList" | "Event" | "array";

@@ -60,10 +60,10 @@ describe("AuditEventSchema", () => {
     expect(AuditEventSchema.safeParse({ ...v1, requestReceivedTimestamp: "yesterday" }).success).toBe(false);
   });
 
-  it("trusts only the last source IP and dedups on auditID + stage + stageTimestamp", () => {
+  it("trusts only the last source IP and dedups on auditID + requestReceivedTimestamp + stage + stageTimestamp", () => {
     const e = AuditEventSchema.parse(v1);
     expect(trustedSourceIP(e)).toBe("10.0.0.4");
-    expect(dedupKey(e)).toBe(`${v1.auditID}|ResponseComplete|${v1.stageTimestamp}`);
+    expect(dedupKey(e)).toBe(`${v1.auditID}|${v1.requestReceivedTimestamp}|ResponseComplete|${v1.stageTimestamp}`);
   });
 });
 

@@ -1,7 +1,8 @@
 /**
- * Remembers recently stored events (auditID + stage + stageTimestamp) for a time window, in bounded memory: the
- * apiserver re-sends a batch whose 2xx it did not see, and HA apiservers may both send. Entries expire after the window;
- * past the capacity the oldest are forgotten first (a Map keeps insertion order).
+ * Remembers recently stored events (ingestDedupKey: cluster, auditID, requestReceivedTimestamp, stage, stageTimestamp)
+ * for a time window, in bounded memory: the apiserver re-sends a batch whose 2xx it did not see, and HA apiservers may
+ * both send. Entries expire after the window; past the capacity the oldest are forgotten first (a Map keeps insertion
+ * order).
  */
 export class RecentEvents {
   private readonly seen = new Map<string, number>();

@@ -13,9 +13,32 @@ import type { RecentEvents } from "./dedup.js";
 import type { IngestMetrics } from "./metrics.js";
 import { redactEvent } from "./redact.js";
 import type { Spool, SpoolEntry } from "./spool.js";
+import { deadLetterValue, truncateEvent } from "./truncate.js";
 
-export const TRUNCATED_ANNOTATION = "audit.k8s.io/truncated";
 const MAX_REPORTED_ERRORS = 20;
+
+/**
+ * What makes a stored event a duplicate: the cluster and core's dedupKey (auditID + requestReceivedTimestamp + stage +
+ * stageTimestamp). auditID alone is client-settable (the Audit-ID header) and can repeat across different requests;
+ * the request's receive time tells those apart, and a re-send of the same batch repeats them all.
+ */
+export function ingestDedupKey(cluster: string, event: AuditEvent): string {
+  return `${cluster}|${dedupKey(event)}`;
+}
+
+/** Beyond this, an event's time is ahead of the ingest's clock by more than clocks drift (the detector's skew too). */
+const MAX_FUTURE_SKEW_MS = 5 * 60_000;
+/** Set on an event stamped further ahead of the ingest's clock than MAX_FUTURE_SKEW_MS: how many seconds ahead. */
+export const FUTURE_STAMP_ANNOTATION = "k8s-audit.io/future-timestamp-seconds";
+
+/**
+ * A broken node clock or a hostile client can stamp events far in the future. They are kept (nothing is lost) but
+ * marked, so an analyst sees why the detector's windows did not count them.
+ */
+function markFutureStamp(event: AuditEvent, now: number): void {
+  const ahead = Date.parse((event.stageTimestamp ?? event.timestamp) as string) - now;
+  if (ahead > MAX_FUTURE_SKEW_MS) event.annotations = { ...event.annotations, [FUTURE_STAMP_ANNOTATION]: String(Math.round(ahead / 1000)) };
+}
 
 export interface IngestResult {
   accepted: number;
@@ -43,7 +66,7 @@ type Outcome = { status: 200 | 400; body: IngestResult } | { status: 503; body: 
 
 /**
  * One webhook body in, durable messages out: split, validate, redact, truncate, stamp, dedup, then store on the bus
- * (or the spool). Nothing is dropped silently: invalid items become dead letters, oversize events lose only their bodies.
+ * (or the spool). Nothing is dropped silently: invalid items become dead letters, oversize events lose bulk (see truncate.ts).
  */
 export class Ingestor {
   private readonly maxEventBytes: number;
@@ -73,6 +96,7 @@ export class Ingestor {
     const batchKeys = new Set<string>();
     let deduplicated = 0;
     let truncated = 0;
+    const now = Date.now();
 
     items.forEach((item, index) => {
       // Redact first: even an invalid item bound for the dead-letter topic must not carry secret values.
@@ -82,25 +106,40 @@ export class Ingestor {
         const reason = describeIssues(parsed.error);
         if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index, reason });
         metrics.rejected.inc({ reason: "invalid_event" });
+        // A dead letter too large (or nested too deep) to store would fail the whole batch: it is stored capped instead.
+        const dead = deadLetterValue(item, this.maxEventBytes);
         deadLetters.push({
-          value: JSON.stringify(item) ?? "null",
-          headers: { "x-k8s-audit-reason": `invalid event: ${reason}`, "x-k8s-audit-stage": "ingest", "x-k8s-audit-cluster": cluster },
+          value: dead.value,
+          headers: {
+            "x-k8s-audit-reason": `invalid event: ${reason}`,
+            "x-k8s-audit-stage": "ingest",
+            "x-k8s-audit-cluster": cluster,
+            ...(dead.truncated ? { "x-k8s-audit-truncated": "true" } : {}),
+          },
         });
         return;
       }
       // zod's output is a fresh object: stamp it in place rather than copy it.
       const event: AuditEvent = parsed.data;
       event.cluster = cluster;
-      const key = `${cluster}|${dedupKey(event)}`;
+      markFutureStamp(event, now);
+      const key = ingestDedupKey(cluster, event);
       if (batchKeys.has(key) || this.options.dedup?.has(key)) {
         deduplicated++;
         return;
       }
       batchKeys.add(key);
       newKeys.push(key);
-      let value = JSON.stringify(event);
-      if (Buffer.byteLength(value) > this.maxEventBytes) {
-        value = JSON.stringify(this.truncate(event, Buffer.byteLength(value)));
+      let value: string | undefined;
+      let bytes: number | undefined;
+      try {
+        value = JSON.stringify(event);
+        bytes = Buffer.byteLength(value);
+      } catch {
+        // A body nested deeper than JSON.stringify can go (the apiserver accepts 10,000 levels): cut like an oversize one.
+      }
+      if (value === undefined || bytes === undefined || bytes > this.maxEventBytes) {
+        value = truncateEvent(event, this.maxEventBytes, bytes);
         truncated++;
       }
       events.push({ key: `${cluster}/${event.auditID}`, value });
@@ -129,15 +168,6 @@ export class Ingestor {
     };
     // A batch with nothing valid in it is a client fault; its items are in the dead-letter topic all the same.
     return { status: events.length === 0 && deadLetters.length > 0 ? 400 : 200, body: result };
-  }
-
-  /** The event without request/response bodies, marked as the apiserver marks its own truncation. */
-  private truncate(event: AuditEvent, originalBytes: number): AuditEvent {
-    const { requestObject: _req, responseObject: _res, ...rest } = event;
-    return {
-      ...rest,
-      annotations: { ...(event.annotations ?? {}), [TRUNCATED_ANNOTATION]: "true", "k8s-audit.io/original-bytes": String(originalBytes) },
-    };
   }
 
   private async store(entries: SpoolEntry[]): Promise<"bus" | "spool" | "unavailable"> {

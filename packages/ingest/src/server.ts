@@ -18,7 +18,7 @@ export interface IngestOptions {
   bodyLimitBytes?: number;
   /** Request bytes processed at once; beyond it, 429 + Retry-After (default 256 MiB). */
   maxInflightBytes?: number;
-  /** Events larger than this are kept without request/response bodies (default 900 KiB, under Kafka's 1 MB default). */
+  /** Events larger than this lose bulk until they fit, keeping what rules read (truncate.ts; default 900 KiB, under Kafka's 1 MB). */
   maxEventBytes?: number;
   /** Serve HTTPS from these files (reloaded on change); with clientCa, clients must present a certificate it signed. */
   tls?: TlsFiles & { allowedSubjects?: string[] };

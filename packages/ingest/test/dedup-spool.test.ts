@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, MemoryBus } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { RecentEvents, Spool } from "../src/index.js";
+import { createIngestMetrics, FUTURE_STAMP_ANNOTATION, Ingestor, ingestDedupKey, RecentEvents, Spool } from "../src/index.js";
 
 describe("RecentEvents", () => {
   it("remembers keys for the window only", () => {
@@ -19,6 +19,68 @@ describe("RecentEvents", () => {
     expect(r.size).toBe(3);
     expect(r.has("a", 1)).toBe(false);
     expect(r.has("d", 1)).toBe(true);
+  });
+});
+
+describe("ingest dedup identity", () => {
+  const event = (requestReceivedTimestamp: string) => ({
+    level: "Metadata",
+    auditID: "client-chosen-id",
+    stage: "ResponseComplete",
+    requestURI: "/api/v1/namespaces/default/pods",
+    verb: "list",
+    user: { username: "bob" },
+    requestReceivedTimestamp,
+    stageTimestamp: "2026-01-01T00:00:01.000000Z",
+  });
+
+  it("tells apart two requests sharing auditID, stage and stageTimestamp by their received time; drops an exact re-send", async () => {
+    const bus = new MemoryBus();
+    const metrics = createIngestMetrics();
+    const ingestor = new Ingestor({
+      bus,
+      topics: { events: "e", alerts: "a", deadLetter: "d" },
+      logger: createLogger({ level: "silent" }),
+      metrics,
+      dedup: new RecentEvents(),
+    });
+    const first = event("2026-01-01T00:00:00.100000Z");
+    const second = event("2026-01-01T00:00:00.200000Z");
+    // The Audit-ID header is the client's: two different requests can carry the same one.
+    expect((await ingestor.ingest([first, second], "prod")).body).toMatchObject({ accepted: 2, deduplicated: 0 });
+    // The apiserver re-sends a batch whose answer it did not see: the same events again.
+    expect((await ingestor.ingest([first, second], "prod")).body).toMatchObject({ accepted: 0, deduplicated: 2 });
+    // Within one batch too.
+    expect(
+      (await ingestor.ingest([event("2026-01-01T00:00:00.300000Z"), event("2026-01-01T00:00:00.300000Z")], "prod")).body,
+    ).toMatchObject({
+      accepted: 1,
+      deduplicated: 1,
+    });
+    // Another cluster's request is another request.
+    expect((await ingestor.ingest([first], "staging")).body).toMatchObject({ accepted: 1, deduplicated: 0 });
+    expect(bus.read("e").map((m) => JSON.parse(m.value).requestReceivedTimestamp)).toEqual([
+      "2026-01-01T00:00:00.100000Z",
+      "2026-01-01T00:00:00.200000Z",
+      "2026-01-01T00:00:00.300000Z",
+      "2026-01-01T00:00:00.100000Z",
+    ]);
+  });
+
+  it("keeps an event stamped far ahead of its clock, marked with how far", async () => {
+    const bus = new MemoryBus();
+    const ingestor = new Ingestor({ bus, topics: { events: "e", alerts: "a", deadLetter: "d" }, logger: createLogger({ level: "silent" }), metrics: createIngestMetrics() });
+    const late = { ...event("2026-01-01T00:00:00.100000Z"), auditID: "ok" };
+    const future = { ...event("2100-01-01T00:00:00.000000Z"), auditID: "future", stageTimestamp: "2100-01-01T00:00:00.100000Z" };
+    expect((await ingestor.ingest([late, future], "prod")).body).toMatchObject({ accepted: 2 });
+    const stored = bus.read("e").map((m) => JSON.parse(m.value));
+    expect(stored[0].annotations?.[FUTURE_STAMP_ANNOTATION]).toBeUndefined();
+    expect(Number(stored[1].annotations[FUTURE_STAMP_ANNOTATION])).toBeGreaterThan(60 * 365 * 86_400);
+  });
+
+  it("keys on cluster, auditID, requestReceivedTimestamp, stage and stageTimestamp", () => {
+    const e = { ...event("2026-01-01T00:00:00.100000Z"), auditID: "a" } as Parameters<typeof ingestDedupKey>[1];
+    expect(ingestDedupKey("prod", e)).toBe("prod|a|2026-01-01T00:00:00.100000Z|ResponseComplete|2026-01-01T00:00:01.000000Z");
   });
 });
 
