@@ -33,7 +33,7 @@ export function judge(event: AuditEvent): JudgedRequest {
   const effective = impersonated?.username ? impersonated : event.user;
   const object = resultingObject(event);
   const exec = event.objectRef?.subresource === "exec" ? execCommand(event.requestURI) : undefined;
-  const podSpecs = object === undefined ? undefined : podSpecsOf(object);
+  const podSpecs = object === undefined ? undefined : podSpecsOf(object, event.objectRef?.resource);
   return {
     ...event,
     user: effective,
@@ -140,16 +140,19 @@ const POD_SPEC_PATHS: readonly (readonly string[])[] = [
   ["spec", "jobTemplate", "spec", "template", "spec"],
 ];
 const CONTAINER_KINDS = ["containers", "initContainers", "ephemeralContainers"] as const;
+const POD_SPEC_KEYS = [...CONTAINER_KINDS, "volumes", "hostNetwork", "hostPID", "hostIPC", "nodeName", "serviceAccountName", "securityContext"];
 
-function podSpecsOf(object: unknown): Record<string, unknown>[] | undefined {
+function podSpecsOf(object: unknown, resource: string | undefined): Record<string, unknown>[] | undefined {
   const specs: Record<string, unknown>[] = [];
-  for (const path of POD_SPEC_PATHS) {
+  POD_SPEC_PATHS.forEach((path, i) => {
     let node: unknown = object;
     for (const key of path) node = isObject(node) ? node[key] : undefined;
-    // A pod spec is recognised by what only pod specs have, so a Service's or a Deployment's own spec is not one.
-    if (isObject(node) && (CONTAINER_KINDS.some((k) => k in node) || "volumes" in node || "hostNetwork" in node || "hostPID" in node || "hostIPC" in node || "nodeName" in node || "serviceAccountName" in node || "securityContext" in node))
-      specs.push(node);
-  }
+    if (!isObject(node)) return;
+    // A template's spec is always a pod spec (a patch may touch only its nodeSelector). A top-level spec is one for
+    // pods, or when it has what only pod specs have: a Service's or a Deployment's own spec is not one.
+    const topLevel = i === 0;
+    if (!topLevel || resource === "pods" || (isObject(object) && object.kind === "Pod") || POD_SPEC_KEYS.some((k) => k in node)) specs.push(node);
+  });
   return specs.length ? specs : undefined;
 }
 

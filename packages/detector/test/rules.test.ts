@@ -49,7 +49,7 @@ describe("rule loading errors", () => {
       objectRef: { apiGroup: "rbac.authorization.k8s.io", resource: "clusterrolebindings" },
       requestObject: { roleRef: { name: "acme-superuser" } },
     };
-    expect(rule?.matches(event)).toBe(true);
+    expect(rule?.matches(judge(event as unknown as AuditEvent))).toBe(true);
   });
 });
 

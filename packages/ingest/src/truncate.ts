@@ -579,6 +579,8 @@ function specSkeleton(c: Capper, spec: unknown, path: string): Copied {
   if (Array.isArray(spec.ports)) out.ports = c.array(spec.ports, `${path}.ports`, (p, pp) => c.pick({}, p, SERVICE_PORT_FIELDS, pp));
   if (Array.isArray(spec.tls)) out.tls = c.array(spec.tls, `${path}.tls`, (t, p) => c.pick({}, t, ["hosts", "secretName"], p));
   if (Array.isArray(spec.rules)) out.rules = c.array(spec.rules, `${path}.rules`, (r, p) => c.pick({}, r, ["host"], p));
+  // An ingress without rules routes everything to its default backend (ingress.without_tls reads it).
+  c.pick(out, spec, ["defaultBackend", "backend"], path);
   // CertificateSigningRequests: who asks for what.
   c.pick(out, spec, CSR_FIELDS, path);
   return out;
