@@ -5,7 +5,7 @@ import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { alertNames, Detector, type EvasionCase, evasionCases, loadDetection } from "@k8s-audit/detector";
 import { replay } from "@k8s-audit/replay";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { deploy, type Deployment } from "../support/deployment.js";
+import { type Deployment, deploy } from "../support/deployment.js";
 import { postJson, startTestIngest } from "../support/ingest.js";
 
 /**

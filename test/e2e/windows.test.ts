@@ -1,7 +1,7 @@
 import { type Alert, type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
 import { loadDetection } from "@k8s-audit/detector";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { deploy, type Deployment } from "../support/deployment.js";
+import { type Deployment, deploy } from "../support/deployment.js";
 import { auditEvent } from "../support/events.js";
 
 /**
@@ -161,11 +161,21 @@ describe("windowed detections on Kafka", () => {
     await new Promise((r) => setTimeout(r, 2_000));
     await d.publish(Array.from({ length: 25 }, (_, i) => forbidden("cluster-b", "mallory", i, T0 + 2 * MINUTE + i * 1000)));
     // Traffic goes on, spread over every partition, so event time passes the burst's window.
-    await d.publish(Array.from({ length: 30 }, (_, i) => AuditEventSchema.parse({ ...auditEvent({ stageTimestamp: new Date(T0 + 5 * MINUTE + i * 1000).toISOString() }), cluster: "cluster-b" })));
-    const flagged = (alerts: Alert[]) => alerts.some((a) => a.rule.id === "auth.forbidden_burst" && a.labels?.window_key === "cluster-b|mallory");
+    await d.publish(
+      Array.from({ length: 30 }, (_, i) =>
+        AuditEventSchema.parse({
+          ...auditEvent({ stageTimestamp: new Date(T0 + 5 * MINUTE + i * 1000).toISOString() }),
+          cluster: "cluster-b",
+        }),
+      ),
+    );
+    const flagged = (alerts: Alert[]) =>
+      alerts.some((a) => a.rule.id === "auth.forbidden_burst" && a.labels?.window_key === "cluster-b|mallory");
     const alerts = await d.alerts(flagged);
-    expect(timed(alerts).filter((a) => a.rule.id === "auth.forbidden_burst").map((a) => [a.labels?.window_key, a.event.count])).toEqual([
-      ["cluster-b|mallory", 25],
-    ]);
+    expect(
+      timed(alerts)
+        .filter((a) => a.rule.id === "auth.forbidden_burst")
+        .map((a) => [a.labels?.window_key, a.event.count]),
+    ).toEqual([["cluster-b|mallory", 25]]);
   }, 180_000);
 });

@@ -114,4 +114,3 @@ export async function deploy(brokers: string, instances: number, pack: Detection
     },
   };
 }
-

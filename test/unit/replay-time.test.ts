@@ -25,7 +25,13 @@ function failedAuthentication(i: number, at: number) {
     user: {},
     sourceIPs: ["198.51.100.23"],
     userAgent: "python-requests/2.31.0",
-    responseStatus: { metadata: {}, status: "Failure", message: "Authentication failed, attempted: bearer", reason: "Unauthorized", code: 401 },
+    responseStatus: {
+      metadata: {},
+      status: "Failure",
+      message: "Authentication failed, attempted: bearer",
+      reason: "Unauthorized",
+      code: 401,
+    },
     requestReceivedTimestamp: new Date(at).toISOString().replace("Z", "123Z"),
     stageTimestamp: new Date(at + 1).toISOString().replace("Z", "456Z"),
   };
@@ -62,7 +68,11 @@ describe("replaying an archive with no cluster and failed authentications as the
   }, 60_000);
 
   it("is not moved by one event dated in the year 2100 in the middle of the archive", () => {
-    const future = { ...failedAuthentication(9999, T0), requestReceivedTimestamp: "2100-01-01T00:00:00.000000Z", stageTimestamp: "2100-01-01T00:00:00.000100Z" };
+    const future = {
+      ...failedAuthentication(9999, T0),
+      requestReceivedTimestamp: "2100-01-01T00:00:00.000000Z",
+      stageTimestamp: "2100-01-01T00:00:00.000100Z",
+    };
     const withFuture = [...burst.slice(0, 200), future, ...burst.slice(200)];
     expect(bursts(replayAlerts(withFuture))).toEqual(bursts(replayAlerts(burst)));
   }, 60_000);

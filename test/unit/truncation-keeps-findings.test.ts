@@ -1,7 +1,7 @@
 import { type AuditEvent, AuditEventSchema, createLogger, MemoryBus } from "@k8s-audit/core";
 import { type CompiledRule, Detector, loadRules, loadSigmaRules, SHIPPED_SIGMA_DIR } from "@k8s-audit/detector";
-import { describe, expect, it } from "vitest";
 import { createIngestMetrics, Ingestor, TRUNCATED_ANNOTATION } from "@k8s-audit/ingest";
+import { describe, expect, it } from "vitest";
 
 /**
  * Truncation never hides a finding: every shipped rule's own fire and quiet cases that read a request or response body

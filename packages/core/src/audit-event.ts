@@ -37,7 +37,8 @@ const StatusSchema = z.looseObject({
  * writes it. Anything looser (`"1"`, RFC 1123 dates, a bare date) is refused: Date.parse accepts them, and a
  * timestamp that means something else to each reader lets a client move event time.
  */
-export const RFC3339 = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+export const RFC3339 =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 const Timestamp = z.string().refine((s) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)), { message: "not an RFC 3339 timestamp" });
 
 export const AuditEventSchema = z

@@ -1,7 +1,7 @@
 import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
 import type { CompiledRule } from "./loader.js";
 import { TACTICS, tacticReference, techniqueReference } from "./mitre.js";
-import { authenticatedUser, failed } from "./request.js";
+import { authenticatedUser, effectiveUser, failed } from "./request.js";
 import type { RuleDefinition } from "./rule.js";
 
 export const RULESET = "k8s-audit-pipeline";
@@ -45,7 +45,8 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
   const ruleId = attempt === undefined ? def.id : `${def.id}.attempt`;
   const severity = attempt === undefined ? def.severity : LOWER_SEVERITY[def.severity];
   const cluster = event.cluster ?? "default";
-  const user = event.user.username;
+  const effective = effectiveUser(event);
+  const user = effective.username;
   const authenticated = authenticatedUser(event).username;
   const code = event.responseStatus?.code;
   const decision = event.annotations?.["authorization.k8s.io/decision"];
@@ -83,10 +84,12 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
       version: def.version,
     },
     threat: threatOf(def.threat),
-    ...(user || event.user.uid ? { user: { name: user, id: event.user.uid, roles: event.user.groups ?? undefined } } : {}),
+    ...(user || effective.uid ? { user: { name: user, id: effective.uid, roles: effective.groups ?? undefined } } : {}),
     ...entities,
     related: { ...entities.related, user: related },
-    ...(attempt === undefined && !cut ? {} : { labels: { ...(attempt === undefined ? {} : { attempt: "true" }), ...(cut ? { truncated: "true" } : {}) } }),
+    ...(attempt === undefined && !cut
+      ? {}
+      : { labels: { ...(attempt === undefined ? {} : { attempt: "true" }), ...(cut ? { truncated: "true" } : {}) } }),
     kubernetes: {
       audit: {
         auditID: [event.auditID],

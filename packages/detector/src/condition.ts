@@ -1,4 +1,6 @@
+import type { AuditEvent } from "@k8s-audit/core";
 import { z } from "zod";
+import { VIEW_FIELDS } from "./request.js";
 
 /**
  * The condition language of rules: a small tree of all / any / not / macro references and field tests, compiled once
@@ -87,6 +89,22 @@ export function compilePath(path: string): (root: unknown) => unknown[] {
  */
 export function compileVisitor(path: string): (root: unknown, found: (value: unknown) => boolean) => boolean {
   const segments = pathSegments(path);
+  // A path into the request view (the effective user, the resulting object, pod specs, ...): computed from the event.
+  const view = segments.length > 0 ? VIEW_FIELDS[segments[0] as string] : undefined;
+  if (view) {
+    const rest = plainVisitor(segments.slice(1));
+    const plain = plainVisitor(segments);
+    return (root, found) => (isAuditEvent(root) ? rest(view(root), found) : plain(root, found));
+  }
+  return plainVisitor(segments);
+}
+
+/** Audit events have a string auditID; other roots (a container, a partial record) are walked as they are. */
+function isAuditEvent(root: unknown): root is AuditEvent {
+  return typeof (root as { auditID?: unknown } | null)?.auditID === "string";
+}
+
+function plainVisitor(segments: string[]): (root: unknown, found: (value: unknown) => boolean) => boolean {
   const walk = (value: unknown, depth: number, found: (value: unknown) => boolean): boolean => {
     if (value === undefined || value === null) return false;
     if (Array.isArray(value)) {

@@ -1,7 +1,7 @@
 import { type Alert, type AuditEvent, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
 import { buildAlert } from "./alert-builder.js";
 import type { CompiledRule } from "./loader.js";
-import { countsInWindows, failed, judge, refusal, requestKey } from "./request.js";
+import { countsInWindows, failed, refusal, requestKey } from "./request.js";
 import { StormAggregator } from "./storm.js";
 import { ClusterWindows } from "./windows/cluster-windows.js";
 import type { CompiledWindowRule, WindowEngineOptions } from "./windows/engine.js";
@@ -67,12 +67,13 @@ export class Detector {
   }
 
   /**
-   * Judges one event (see judge: the effective identity, the resulting object) against every rule that can match it.
+   * Judges one event (rules read the request view: the effective identity, the resulting object, see request.ts)
+   * against every rule that can match it.
    * A request refused by authorization or admission that a medium or higher rule would have flagged raises that
    * rule's attempt alert, one severity lower, with the refusal reason.
    */
   evaluate(event: AuditEvent, now?: Date): Alert[] {
-    const request = judge(event);
+    const request = event;
     const windowed = this.windows && countsInWindows(request) ? this.windows.offer(request) : NONE;
     const index = this.byStage.get(request.stage);
     if (!index) return windowed.length ? [...windowed] : [];

@@ -1,7 +1,6 @@
 import { type AuditEvent, AuditEventSchema, describeIssues, SEVERITY_SCORES } from "@k8s-audit/core";
 import { Detector } from "./engine.js";
 import type { CompiledRule } from "./loader.js";
-import { judge } from "./request.js";
 import { TEST_EVENT_DEFAULTS } from "./rule-tests.js";
 
 /**
@@ -50,15 +49,28 @@ const isObject = (v: unknown): v is Body => v !== null && typeof v === "object" 
 const TEMPLATES: { resource: string; apiGroup?: string; kind: string; wrap: (podSpec: Body, metadata: Body) => Body }[] = [
   { resource: "deployments", apiGroup: "apps", kind: "Deployment", wrap: (spec, m) => ({ replicas: 1, template: { metadata: m, spec } }) },
   { resource: "daemonsets", apiGroup: "apps", kind: "DaemonSet", wrap: (spec, m) => ({ template: { metadata: m, spec } }) },
-  { resource: "statefulsets", apiGroup: "apps", kind: "StatefulSet", wrap: (spec, m) => ({ serviceName: "s", template: { metadata: m, spec } }) },
+  {
+    resource: "statefulsets",
+    apiGroup: "apps",
+    kind: "StatefulSet",
+    wrap: (spec, m) => ({ serviceName: "s", template: { metadata: m, spec } }),
+  },
   { resource: "replicasets", apiGroup: "apps", kind: "ReplicaSet", wrap: (spec, m) => ({ template: { metadata: m, spec } }) },
   { resource: "replicationcontrollers", kind: "ReplicationController", wrap: (spec, m) => ({ template: { metadata: m, spec } }) },
-  { resource: "jobs", apiGroup: "batch", kind: "Job", wrap: (spec, m) => ({ template: { metadata: m, spec: { restartPolicy: "Never", ...spec } } }) },
+  {
+    resource: "jobs",
+    apiGroup: "batch",
+    kind: "Job",
+    wrap: (spec, m) => ({ template: { metadata: m, spec: { restartPolicy: "Never", ...spec } } }),
+  },
   {
     resource: "cronjobs",
     apiGroup: "batch",
     kind: "CronJob",
-    wrap: (spec, m) => ({ schedule: "*/5 * * * *", jobTemplate: { spec: { template: { metadata: m, spec: { restartPolicy: "Never", ...spec } } } } }),
+    wrap: (spec, m) => ({
+      schedule: "*/5 * * * *",
+      jobTemplate: { spec: { template: { metadata: m, spec: { restartPolicy: "Never", ...spec } } } },
+    }),
   },
 ];
 
@@ -69,7 +81,7 @@ function jsonPatchOf(body: Body): Body[] {
     if (isObject(value) && Object.keys(value).length > 0) {
       for (const [k, v] of Object.entries(value)) walk(v, `${path}/${k.replaceAll("~", "~0").replaceAll("/", "~1")}`);
     } else if (Array.isArray(value) && value.length > 0) {
-      value.forEach((v, i) => walk(v, `${path}/${i}`));
+      for (const [i, v] of value.entries()) walk(v, `${path}/${i}`);
     } else ops.push({ op: path.split("/").length > 3 ? "add" : "replace", path, value });
   };
   const { kind: _kind, apiVersion: _apiVersion, ...rest } = body;
@@ -93,7 +105,11 @@ function reads(rule: CompiledRule, ...prefixes: string[]): boolean {
 const acceptsVerb = (rule: CompiledRule, verb: string) => !rule.verbs || rule.verbs.has(verb);
 const acceptsResource = (rule: CompiledRule, resource: string) => !rule.resources || rule.resources.has(resource);
 
-function variantsOf(rule: CompiledRule, base: AuditEvent, quiet: AuditEvent | undefined): { variant: string; events: AuditEvent[]; expect?: string; identity?: boolean }[] {
+function variantsOf(
+  rule: CompiledRule,
+  base: AuditEvent,
+  quiet: AuditEvent | undefined,
+): { variant: string; events: AuditEvent[]; expect?: string; identity?: boolean }[] {
   const id = rule.definition.id;
   const out: { variant: string; events: AuditEvent[]; expect?: string; identity?: boolean }[] = [];
   const add = (variant: string, change: (e: AuditEvent) => void, extra: Partial<(typeof out)[number]> = {}) => {
@@ -128,7 +144,10 @@ function variantsOf(rule: CompiledRule, base: AuditEvent, quiet: AuditEvent | un
     add(
       "controller identity",
       (e) => {
-        e.user = { username: "system:serviceaccount:kube-system:generic-garbage-collector", groups: ["system:serviceaccounts", "system:authenticated"] };
+        e.user = {
+          username: "system:serviceaccount:kube-system:generic-garbage-collector",
+          groups: ["system:serviceaccounts", "system:authenticated"],
+        };
       },
       { identity: true },
     );
@@ -257,7 +276,10 @@ function variantsOf(rule: CompiledRule, base: AuditEvent, quiet: AuditEvent | un
     add("body padded past the size limit", (e) => {
       const b = e.requestObject as Body;
       const metadata = isObject(b.metadata) ? b.metadata : {};
-      b.metadata = { ...metadata, annotations: { ...(isObject(metadata.annotations) ? metadata.annotations : {}), padding: "x".repeat(PADDING_BYTES) } };
+      b.metadata = {
+        ...metadata,
+        annotations: { ...(isObject(metadata.annotations) ? metadata.annotations : {}), padding: "x".repeat(PADDING_BYTES) },
+      };
       delete e.responseObject;
     });
   return out;
@@ -279,8 +301,14 @@ export function evasionCases(rules: readonly CompiledRule[]): EvasionCase[] {
         // The reused-auditID twin shares the real request's auditID.
         if (v.variant === "reused auditID" && events[0] && events[1]) events[0].auditID = events[1].auditID;
         const last = events[events.length - 1] as AuditEvent;
-        const routine = v.identity && def.exclude_system_components ? rule.isSystemRoutine(judge(last)) : false;
-        cases.push({ rule: def.id, variant: `${v.variant} (fire[${f}])`, events, expect: v.expect ?? def.id, ...(routine ? { routine } : {}) });
+        const routine = v.identity && def.exclude_system_components ? rule.isSystemRoutine(last) : false;
+        cases.push({
+          rule: def.id,
+          variant: `${v.variant} (fire[${f}])`,
+          events,
+          expect: v.expect ?? def.id,
+          ...(routine ? { routine } : {}),
+        });
       }
     });
   }
@@ -307,11 +335,16 @@ function restamp(event: AuditEvent, auditID: string, at: number): AuditEvent {
 }
 
 /** Whether an alert of `ruleId` names this request (auditID and received time: auditIDs can be reused). */
-export function alertNames(alert: { rule: { id: string }; kubernetes: { audit: { auditID: string[]; requestReceivedTimestamp?: string } } }, ruleId: string, request: AuditEvent): boolean {
+export function alertNames(
+  alert: { rule: { id: string }; kubernetes: { audit: { auditID: string[]; requestReceivedTimestamp?: string } } },
+  ruleId: string,
+  request: AuditEvent,
+): boolean {
   return (
     alert.rule.id === ruleId &&
     alert.kubernetes.audit.auditID.includes(request.auditID) &&
-    (alert.kubernetes.audit.requestReceivedTimestamp === undefined || alert.kubernetes.audit.requestReceivedTimestamp === request.requestReceivedTimestamp)
+    (alert.kubernetes.audit.requestReceivedTimestamp === undefined ||
+      alert.kubernetes.audit.requestReceivedTimestamp === request.requestReceivedTimestamp)
   );
 }
 

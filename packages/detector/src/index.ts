@@ -7,12 +7,14 @@ export { createDetectorMetrics, type DetectorMetrics, type WindowGauges } from "
 export { type DetectionPack, loadDetection } from "./pack.js";
 export {
   authenticatedUser,
+  containersOf,
   countsInWindows,
+  effectiveUser,
   execCommand,
   failed,
   type JudgedRequest,
-  judge,
   jsonPatchAsObject,
+  judge,
   refusal,
   requestKey,
 } from "./request.js";
@@ -23,8 +25,8 @@ export { parseSigmaCondition, type SigmaExpr } from "./sigma/condition-parser.js
 export { compileSigmaRule, loadSigmaPack, loadSigmaRules, SHIPPED_SIGMA_DIR, SIGMA_FIELD_MAPPINGS, SigmaLoadError } from "./sigma/sigma.js";
 export { StormAggregator, stormHeadId } from "./storm.js";
 export { DEFAULT_MAX_FUTURE_SKEW_MS } from "./time.js";
-export { ClusterWindows } from "./windows/cluster-windows.js";
 export { decodePartial, encodePartial, type PartialRecord } from "./windows/bucket.js";
+export { ClusterWindows } from "./windows/cluster-windows.js";
 export { type CompiledWindowRule, MISSING_KEY_PART, WindowEngine, type WindowEngineOptions, type WindowStats } from "./windows/engine.js";
 export { PartialCountCache, partitionOf } from "./windows/partial-cache.js";
 export { type TimedRuleDefinition, TimedRuleSchema } from "./windows/window-rule.js";

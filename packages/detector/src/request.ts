@@ -1,8 +1,9 @@
 import type { AuditEvent } from "@k8s-audit/core";
 
 /**
- * What a request really did and who really did it, as rules see it. Rules, exceptions, windows and alerts read this
- * view of an audit event instead of the raw event:
+ * What a request really did and who really did it, as rules see it. Rules, exceptions, windows and alerts read these
+ * fields of an audit event as if it carried them (VIEW_FIELDS; the path visitor resolves them), computed from the raw
+ * event without copying it:
  * - `user` is the effective identity (the impersonated user when there is one); `authenticatedUser` the one the
  *   apiserver authenticated. An impersonated request is judged by what it acted as, and named by both.
  * - `object` is the resulting object of a write: the response body when it is the object (RequestResponse level),
@@ -21,33 +22,72 @@ export interface JudgedRequest extends AuditEvent {
   readonly podSpecs?: readonly Record<string, unknown>[];
   /** Every container of every kind (containers, initContainers, ephemeralContainers) in those pod specs. */
   readonly containers?: readonly Record<string, unknown>[];
-  readonly [JUDGED]: true;
 }
 
-const JUDGED: unique symbol = Symbol("judged");
-
-/** The view rules read (see JudgedRequest). Idempotent: a view passed in is returned as it is. */
-export function judge(event: AuditEvent): JudgedRequest {
-  if ((event as Partial<JudgedRequest>)[JUDGED]) return event as JudgedRequest;
+/** The effective identity: the impersonated user when there is one. */
+export function effectiveUser(event: AuditEvent): AuditEvent["user"] {
   const impersonated = event.impersonatedUser;
-  const effective = impersonated?.username ? impersonated : event.user;
-  const object = resultingObject(event);
-  const exec = event.objectRef?.subresource === "exec" ? execCommand(event.requestURI) : undefined;
-  const podSpecs = object === undefined ? undefined : podSpecsOf(object, event.objectRef?.resource);
-  return {
-    ...event,
-    user: effective,
-    authenticatedUser: event.user,
-    ...(object === undefined ? {} : { object }),
-    ...(exec === undefined ? {} : { exec }),
-    ...(podSpecs === undefined ? {} : { podSpecs, containers: containersOf(podSpecs) }),
-    [JUDGED]: true,
-  } as JudgedRequest;
+  return impersonated?.username ? impersonated : event.user;
 }
 
-/** The authenticated identity of a view (or of a raw event). */
+/** The identity the apiserver authenticated (of a raw event, or of a view made by judge). */
 export function authenticatedUser(event: AuditEvent): AuditEvent["user"] {
   return (event as Partial<JudgedRequest>).authenticatedUser ?? event.user;
+}
+
+interface Derived {
+  object: unknown;
+  podSpecs?: Record<string, unknown>[];
+  containers?: Record<string, unknown>[];
+  exec: JudgedRequest["exec"];
+}
+
+/** The derived fields of the event just seen: every rule asks about the same event in turn, so one entry suffices. */
+let derivedFor: AuditEvent | undefined;
+let derivedValue: Derived = { object: undefined, exec: undefined };
+
+function derived(event: AuditEvent): Derived {
+  if (event === derivedFor) return derivedValue;
+  const object = resultingObject(event);
+  const podSpecs = object === undefined ? undefined : podSpecsOf(object, event.objectRef?.resource);
+  derivedValue = {
+    object,
+    ...(podSpecs ? { podSpecs, containers: containersOfSpecs(podSpecs) } : {}),
+    exec: event.objectRef?.subresource === "exec" ? execCommand(event.requestURI) : undefined,
+  };
+  derivedFor = event;
+  return derivedValue;
+}
+
+/** Every container of every kind in every pod spec the request's object carries. */
+export function containersOf(event: AuditEvent): readonly Record<string, unknown>[] | undefined {
+  return derived(event).containers;
+}
+
+/**
+ * The fields of the view, by the first segment of a rule's path. The path visitor resolves a path starting with one
+ * of these through it (for audit events), so `user.username` is the effective identity everywhere a rule looks.
+ */
+export const VIEW_FIELDS: Readonly<Record<string, (event: AuditEvent) => unknown>> = {
+  user: effectiveUser,
+  authenticatedUser,
+  object: (e) => derived(e).object,
+  podSpecs: (e) => derived(e).podSpecs,
+  containers: (e) => derived(e).containers,
+  exec: (e) => derived(e).exec,
+};
+
+/** The view as one object, to look at (tests, debugging); rules read the same fields without it being built. */
+export function judge(event: AuditEvent): JudgedRequest {
+  const d = derived(event);
+  return {
+    ...event,
+    user: effectiveUser(event),
+    authenticatedUser: authenticatedUser(event),
+    ...(d.object === undefined ? {} : { object: d.object }),
+    ...(d.exec === undefined ? {} : { exec: d.exec }),
+    ...(d.podSpecs ? { podSpecs: d.podSpecs, containers: d.containers } : {}),
+  };
 }
 
 /**
@@ -140,7 +180,16 @@ const POD_SPEC_PATHS: readonly (readonly string[])[] = [
   ["spec", "jobTemplate", "spec", "template", "spec"],
 ];
 const CONTAINER_KINDS = ["containers", "initContainers", "ephemeralContainers"] as const;
-const POD_SPEC_KEYS = [...CONTAINER_KINDS, "volumes", "hostNetwork", "hostPID", "hostIPC", "nodeName", "serviceAccountName", "securityContext"];
+const POD_SPEC_KEYS = [
+  ...CONTAINER_KINDS,
+  "volumes",
+  "hostNetwork",
+  "hostPID",
+  "hostIPC",
+  "nodeName",
+  "serviceAccountName",
+  "securityContext",
+];
 
 function podSpecsOf(object: unknown, resource: string | undefined): Record<string, unknown>[] | undefined {
   const specs: Record<string, unknown>[] = [];
@@ -151,12 +200,13 @@ function podSpecsOf(object: unknown, resource: string | undefined): Record<strin
     // A template's spec is always a pod spec (a patch may touch only its nodeSelector). A top-level spec is one for
     // pods, or when it has what only pod specs have: a Service's or a Deployment's own spec is not one.
     const topLevel = i === 0;
-    if (!topLevel || resource === "pods" || (isObject(object) && object.kind === "Pod") || POD_SPEC_KEYS.some((k) => k in node)) specs.push(node);
+    if (!topLevel || resource === "pods" || (isObject(object) && object.kind === "Pod") || POD_SPEC_KEYS.some((k) => k in node))
+      specs.push(node);
   });
   return specs.length ? specs : undefined;
 }
 
-function containersOf(specs: readonly Record<string, unknown>[]): Record<string, unknown>[] {
+function containersOfSpecs(specs: readonly Record<string, unknown>[]): Record<string, unknown>[] {
   const out: Record<string, unknown>[] = [];
   for (const spec of specs)
     for (const kind of CONTAINER_KINDS) {

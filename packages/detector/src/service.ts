@@ -1,6 +1,5 @@
 import {
   type Alert,
-  type AuditEvent,
   type Bus,
   type BusMessage,
   eventTime,
@@ -12,8 +11,8 @@ import {
 } from "@k8s-audit/core";
 import { alertPublisher } from "./alert-publisher.js";
 import type { Detector } from "./engine.js";
-import { countsInWindows, judge } from "./request.js";
 import type { DetectorMetrics } from "./metrics.js";
+import { countsInWindows } from "./request.js";
 import type { CompiledWindowRule } from "./windows/engine.js";
 import { PartialCountCache } from "./windows/partial-cache.js";
 
@@ -111,11 +110,10 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
           deadLetters.push(deadLetter(message.value, `detector: invalid event: ${whyNotAnAuditEvent(parsed)}`, message.key));
           continue;
         }
-        const request = judge(parsed);
-        alerts.push(...detector.evaluate(request));
-        if (cache && countsInWindows(request)) {
-          const time = Date.parse(eventTime(request));
-          if (!Number.isNaN(time)) cache.count(partition, request, time);
+        alerts.push(...detector.evaluate(parsed));
+        if (cache && countsInWindows(parsed)) {
+          const time = Date.parse(eventTime(parsed));
+          if (!Number.isNaN(time)) cache.count(partition, parsed, time);
         }
       }
       alerts.push(...detector.expire());

@@ -78,9 +78,20 @@ export class StormAggregator {
       return { closed };
     }
     const principal = alert.user?.name ?? "";
-    this.storms.set(stormId, { key, principal, windowStart, earliest: alert, count: 1, auditIDs: [...alert.kubernetes.audit.auditID], firstOffset: offset });
+    this.storms.set(stormId, {
+      key,
+      principal,
+      windowStart,
+      earliest: alert,
+      count: 1,
+      auditIDs: [...alert.kubernetes.audit.auditID],
+      firstOffset: offset,
+    });
     if (this.storms.size > this.maxKeys) closed.push(...this.evictOldest());
-    const head = { ...alert, event: { ...alert.event, id: stormHeadId(alert.rule.id, alert.orchestrator.cluster.name, principal, windowStart) } };
+    const head = {
+      ...alert,
+      event: { ...alert.event, id: stormHeadId(alert.rule.id, alert.orchestrator.cluster.name, principal, windowStart) },
+    };
     return { emit: head, closed };
   }
 

@@ -71,11 +71,11 @@ describe("site exceptions", () => {
     const privileged = rules.find((r) => r.definition.id === "workload.privileged_container");
     const pod = (image: string, user = "alice") =>
       judge({
-      verb: "create",
-      user: { username: user },
-      objectRef: { resource: "pods", namespace: "ops" },
-      requestObject: { spec: { containers: [{ name: "a", image, securityContext: { privileged: true } }] } },
-    } as unknown as AuditEvent);
+        verb: "create",
+        user: { username: user },
+        objectRef: { resource: "pods", namespace: "ops" },
+        requestObject: { spec: { containers: [{ name: "a", image, securityContext: { privileged: true } }] } },
+      } as unknown as AuditEvent);
     expect(privileged?.matches(pod("docker.io/library/nginx:1"))).toBe(true);
     expect(privileged?.matches(pod("registry.example.com/node-agent:2.1"))).toBe(false);
     expect(privileged?.matches(pod("docker.io/library/nginx:1", "system:serviceaccount:argocd:argocd-application-controller"))).toBe(false);

@@ -1,6 +1,6 @@
 import { type Alert, type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { Detector, judge, jsonPatchAsObject, loadDetection, MISSING_KEY_PART, refusal, StormAggregator } from "../src/index.js";
+import { Detector, jsonPatchAsObject, judge, loadDetection, MISSING_KEY_PART, refusal, StormAggregator } from "../src/index.js";
 
 /** Requests judged by what they did, who did them and when: the engine's side of issue #11. Events written for this test. */
 const pack = loadDetection();
@@ -27,7 +27,11 @@ function event(fields: Record<string, unknown>, at: number, id: string): AuditEv
 /** 25 forbidden requests a second apart by `user` in `cluster`, from `start`. */
 const forbiddenBurst = (cluster: string, user: string, start: number) =>
   Array.from({ length: 25 }, (_, i) =>
-    event({ cluster, user: { username: user }, responseStatus: { code: 403 }, annotations: { "authorization.k8s.io/decision": "forbid" } }, start + i * 1000, `${cluster}-${user}-${i}`),
+    event(
+      { cluster, user: { username: user }, responseStatus: { code: 403 }, annotations: { "authorization.k8s.io/decision": "forbid" } },
+      start + i * 1000,
+      `${cluster}-${user}-${i}`,
+    ),
   );
 
 function run(events: AuditEvent[], detector = new Detector(pack.rules, { windowRules: pack.windowRules })): Alert[] {
@@ -42,7 +46,12 @@ const windowKeys = (alerts: Alert[], rule: string) =>
 describe("time you can trust", () => {
   it("one far-future event does not blind the timed rules, for its cluster or any other", () => {
     const future = event({ cluster: "a" }, Date.UTC(2100, 0, 1), "from-the-future");
-    const alerts = run([...forbiddenBurst("a", "mallory", T0).slice(0, 5), future, ...forbiddenBurst("a", "mallory", T0).slice(5), ...forbiddenBurst("b", "eve", T0)]);
+    const alerts = run([
+      ...forbiddenBurst("a", "mallory", T0).slice(0, 5),
+      future,
+      ...forbiddenBurst("a", "mallory", T0).slice(5),
+      ...forbiddenBurst("b", "eve", T0),
+    ]);
     expect(windowKeys(alerts, "auth.forbidden_burst")).toEqual(["a|mallory", "b|eve"]);
   });
 
@@ -62,7 +71,16 @@ describe("time you can trust", () => {
 
   it("counts an event without a group-by value under an explicit key instead of dropping it", () => {
     const anonymous = Array.from({ length: 25 }, (_, i) =>
-      event({ user: {}, sourceIPs: null, stage: "ResponseStarted", responseStatus: { code: 401, message: "Authentication failed, attempted: bearer" } }, T0 + i * 1000, `nobody-${i}`),
+      event(
+        {
+          user: {},
+          sourceIPs: null,
+          stage: "ResponseStarted",
+          responseStatus: { code: 401, message: "Authentication failed, attempted: bearer" },
+        },
+        T0 + i * 1000,
+        `nobody-${i}`,
+      ),
     );
     expect(windowKeys(run(anonymous), "auth.unauthenticated_burst")).toEqual([`a|${MISSING_KEY_PART}`]);
   });
@@ -71,8 +89,15 @@ describe("time you can trust", () => {
 describe("storms fold the same way whatever the arrival order", () => {
   it("gives the same ids and counts, and the summary names the earliest request", () => {
     const alerts = Array.from({ length: 6 }, (_, i) => {
-      const [a] = new Detector(pack.rules.filter((r) => r.definition.id === "secret.read_by_suspicious_user_agent"), { stormWindowMs: 0 }).evaluate(
-        event({ userAgent: "curl/8.5.0", verb: "get", objectRef: { resource: "secrets", namespace: "prod", name: `s${i}`, apiVersion: "v1" } }, T0 + i * 5000, `curl-${i}`),
+      const [a] = new Detector(
+        pack.rules.filter((r) => r.definition.id === "secret.read_by_suspicious_user_agent"),
+        { stormWindowMs: 0 },
+      ).evaluate(
+        event(
+          { userAgent: "curl/8.5.0", verb: "get", objectRef: { resource: "secrets", namespace: "prod", name: `s${i}`, apiVersion: "v1" } },
+          T0 + i * 5000,
+          `curl-${i}`,
+        ),
       );
       return a as Alert;
     });
@@ -113,19 +138,42 @@ describe("what a request really did", () => {
   });
 
   it("judges the impersonated identity, and names both", () => {
-    const view = judge(event({ user: { username: "mallory" }, impersonatedUser: { username: "system:serviceaccount:kube-system:replicaset-controller" } }, T0, "imp"));
+    const view = judge(
+      event(
+        { user: { username: "mallory" }, impersonatedUser: { username: "system:serviceaccount:kube-system:replicaset-controller" } },
+        T0,
+        "imp",
+      ),
+    );
     expect(view.user.username).toBe("system:serviceaccount:kube-system:replicaset-controller");
     expect(view.authenticatedUser.username).toBe("mallory");
   });
 
   it("tells a refusal by authorization or admission from other failures", () => {
-    expect(refusal(event({ responseStatus: { code: 403 }, annotations: { "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "no RBAC" } }, T0, "r1"))).toBe(
-      "forbidden by authorization: no RBAC",
-    );
     expect(
-      refusal(event({ responseStatus: { code: 403, message: 'pods "p" is forbidden: violates PodSecurity "baseline:latest": privileged' } }, T0, "r2")),
+      refusal(
+        event(
+          {
+            responseStatus: { code: 403 },
+            annotations: { "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "no RBAC" },
+          },
+          T0,
+          "r1",
+        ),
+      ),
+    ).toBe("forbidden by authorization: no RBAC");
+    expect(
+      refusal(
+        event(
+          { responseStatus: { code: 403, message: 'pods "p" is forbidden: violates PodSecurity "baseline:latest": privileged' } },
+          T0,
+          "r2",
+        ),
+      ),
     ).toMatch(/^refused by admission/);
-    expect(refusal(event({ responseStatus: { code: 400, message: 'admission webhook "policy.example.com" denied the request' } }, T0, "r3"))).toMatch(/^refused by admission/);
+    expect(
+      refusal(event({ responseStatus: { code: 400, message: 'admission webhook "policy.example.com" denied the request' } }, T0, "r3")),
+    ).toMatch(/^refused by admission/);
     expect(refusal(event({ responseStatus: { code: 404 } }, T0, "r4"))).toBeUndefined();
     expect(refusal(event({ responseStatus: { code: 409 } }, T0, "r5"))).toBeUndefined();
     expect(refusal(event({ responseStatus: { code: 500 } }, T0, "r6"))).toBeUndefined();
@@ -136,7 +184,11 @@ describe("what a request really did", () => {
       verb: "create",
       requestURI: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
       objectRef: { resource: "clusterrolebindings", apiGroup: "rbac.authorization.k8s.io", apiVersion: "v1", name: "backdoor" },
-      requestObject: { kind: "ClusterRoleBinding", roleRef: { kind: "ClusterRole", name: "cluster-admin" }, subjects: [{ kind: "User", name: "eve" }] },
+      requestObject: {
+        kind: "ClusterRoleBinding",
+        roleRef: { kind: "ClusterRole", name: "cluster-admin" },
+        subjects: [{ kind: "User", name: "eve" }],
+      },
       responseStatus: { code: 403, message: 'admission webhook "guard" denied the request' },
     };
     const alerts = new Detector(pack.rules).evaluate(event(binding, T0, "refused"));
@@ -154,7 +206,11 @@ describe("what a request really did", () => {
         verb: "create",
         requestURI: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
         objectRef: { resource: "clusterrolebindings", apiGroup: "rbac.authorization.k8s.io", apiVersion: "v1", name: "backdoor" },
-        requestObject: { kind: "ClusterRoleBinding", roleRef: { kind: "ClusterRole", name: "cluster-admin" }, subjects: [{ kind: "User", name: "eve" }] },
+        requestObject: {
+          kind: "ClusterRoleBinding",
+          roleRef: { kind: "ClusterRole", name: "cluster-admin" },
+          subjects: [{ kind: "User", name: "eve" }],
+        },
         responseStatus: { code: 201 },
       },
       T0 + 5000,

@@ -69,7 +69,12 @@ describe("ingest dedup identity", () => {
 
   it("keeps an event stamped far ahead of its clock, marked with how far", async () => {
     const bus = new MemoryBus();
-    const ingestor = new Ingestor({ bus, topics: { events: "e", alerts: "a", deadLetter: "d" }, logger: createLogger({ level: "silent" }), metrics: createIngestMetrics() });
+    const ingestor = new Ingestor({
+      bus,
+      topics: { events: "e", alerts: "a", deadLetter: "d" },
+      logger: createLogger({ level: "silent" }),
+      metrics: createIngestMetrics(),
+    });
     const late = { ...event("2026-01-01T00:00:00.100000Z"), auditID: "ok" };
     const future = { ...event("2100-01-01T00:00:00.000000Z"), auditID: "future", stageTimestamp: "2100-01-01T00:00:00.100000Z" };
     expect((await ingestor.ingest([late, future], "prod")).body).toMatchObject({ accepted: 2 });

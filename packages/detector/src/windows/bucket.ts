@@ -1,4 +1,5 @@
 import { type AuditEvent, trustedSourceIP } from "@k8s-audit/core";
+import { effectiveUser } from "../request.js";
 
 /** What a timed rule keeps of one event: enough to count it, rank contributors and describe the alert. */
 export interface EventFacts {
@@ -28,7 +29,7 @@ export function factsOf(event: AuditEvent, time: number): EventFacts {
     namespace: event.objectRef?.namespace,
     name: event.objectRef?.name,
     ip: trustedSourceIP(event),
-    user: event.user.username,
+    user: effectiveUser(event).username,
     userAgent: event.userAgent,
   };
 }
