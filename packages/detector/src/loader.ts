@@ -1,10 +1,11 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { issueLines } from "@k8s-audit/core";
+import { type AuditEvent, issueLines } from "@k8s-audit/core";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, fieldsRead, type Predicate, requiredValues } from "./condition.js";
+import { containersOf } from "./request.js";
 import { type Exceptions, LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
 import type { CompiledWindowRule } from "./windows/engine.js";
 import { admissionCondition, type TimedRuleDefinition, TimedRuleSchema } from "./windows/window-rule.js";
@@ -36,13 +37,13 @@ export interface CompiledRule {
 }
 
 /**
- * The exception for images: every container the request carries (all kinds, every pod spec: see judge) runs an
+ * The exception for images: every container the request carries (all kinds, every pod spec: see request.ts) runs an
  * allowed image. One allowed sidecar must not excuse a privileged container beside it.
  */
 function everyImageAllowed(globs: readonly string[]): Predicate {
   const allowed = compileCondition({ field: "image", glob: [...globs] }, { lists: new Map(), macros: new Map() });
   return (event) => {
-    const containers = (event as { containers?: readonly Record<string, unknown>[] }).containers;
+    const containers = containersOf(event as AuditEvent);
     if (!containers?.length) return false;
     for (const c of containers) if (!allowed(c)) return false;
     return true;
