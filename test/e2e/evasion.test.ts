@@ -5,8 +5,8 @@ import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { alertNames, Detector, type EvasionCase, evasionCases, loadDetection } from "@k8s-audit/detector";
 import { replay } from "@k8s-audit/replay";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { type Deployment, deploy } from "../support/deployment.js";
-import { postJson, startTestIngest } from "../support/ingest.js";
+import { deployBehindIngest } from "../support/deployment.js";
+import { postJson } from "../support/ingest.js";
 
 /**
  * The evasion suite (packages/detector/src/evasion.ts) end to end: every variant posted as an apiserver would to the
@@ -29,11 +29,9 @@ function missing(alerts: Alert[], all: readonly EvasionCase[]): string[] {
 
 describe("evasion suite on the live path and in replay", () => {
   const brokers = inject("kafkaBrokers");
-  let deployment: Deployment | undefined;
-  let ingest: Awaited<ReturnType<typeof startTestIngest>> | undefined;
+  let pipeline: Awaited<ReturnType<typeof deployBehindIngest>> | undefined;
   afterAll(async () => {
-    await ingest?.stop();
-    await deployment?.stop();
+    await pipeline?.stop();
   });
 
   it("every variant fires through ingest → Kafka → 3 detectors and through replay, with the same alert ids", async () => {
@@ -55,9 +53,8 @@ describe("evasion suite on the live path and in replay", () => {
     expect(missing(replayed, cases)).toEqual([]);
 
     // Live: each case as one EventList, as the apiserver batches them, to the cluster's webhook path.
-    deployment = await deploy(brokers, 3, pack);
-    ingest = await startTestIngest(brokers, { topics: deployment.topics });
-    const url = `${ingest.url}/${CLUSTER}`;
+    pipeline = await deployBehindIngest(brokers, 3, pack, CLUSTER);
+    const { deployment, url } = pipeline;
     const queue = [...cases];
     const post = async () => {
       for (let c = queue.shift(); c; c = queue.shift()) {

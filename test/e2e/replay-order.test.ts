@@ -5,9 +5,9 @@ import { type Alert, type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
 import { Detector, loadDetection } from "@k8s-audit/detector";
 import { replay } from "@k8s-audit/replay";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { type Deployment, deploy } from "../support/deployment.js";
+import { deployBehindIngest } from "../support/deployment.js";
 import { auditEvent } from "../support/events.js";
-import { postJson, startTestIngest } from "../support/ingest.js";
+import { postJson } from "../support/ingest.js";
 
 /**
  * An HA control plane writes one audit log per apiserver. The same events as one time-sorted file, as three files
@@ -37,7 +37,7 @@ function request(user: string, at: number, fields: Record<string, unknown> = {})
   });
 }
 
-const every = (count: number, from: number, spanMs: number, make: (at: number, i: number) => AuditEvent) =>
+const every = <T>(count: number, from: number, spanMs: number, make: (at: number, i: number) => T): T[] =>
   Array.from({ length: count }, (_, i) => make(from + Math.floor((i * spanMs) / count), i));
 
 /** A wildcard ClusterRole padded past the ingest's 900 KiB event limit. */
@@ -103,11 +103,9 @@ const lines = (list: AuditEvent[]) => `${list.map((e) => JSON.stringify(e)).join
 
 describe("the same events in one file, in three out-of-order files, and live", () => {
   const brokers = inject("kafkaBrokers");
-  let deployment: Deployment | undefined;
-  let ingest: Awaited<ReturnType<typeof startTestIngest>> | undefined;
+  let pipeline: Awaited<ReturnType<typeof deployBehindIngest>> | undefined;
   afterAll(async () => {
-    await ingest?.stop();
-    await deployment?.stop();
+    await pipeline?.stop();
   });
 
   it("give identical alert ids and counts, storm summaries included; the padded wildcard role is still flagged", async () => {
@@ -134,9 +132,8 @@ describe("the same events in one file, in three out-of-order files, and live", (
     expect(single.some((a) => a.event.count === 12 && a.user?.name === "carol")).toBe(true);
 
     // Live: each apiserver posting its own file in batches of 400, the three interleaved.
-    deployment = await deploy(brokers, 3, pack);
-    ingest = await startTestIngest(brokers, { topics: deployment.topics });
-    const url = `${ingest.url}/${CLUSTER}`;
+    pipeline = await deployBehindIngest(brokers, 3, pack, CLUSTER);
+    const { deployment, url } = pipeline;
     const batches = perServer.map((file) =>
       Array.from({ length: Math.ceil(file.length / 400) }, (_, b) => file.slice(b * 400, b * 400 + 400)),
     );

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type Alert, type AuditEvent, KafkaBus, type Subscription, type Topics } from "@k8s-audit/core";
 import { type DetectionPack, Detector, loadDetection, startDetectorService, startWindowService } from "@k8s-audit/detector";
+import { startTestIngest } from "./ingest.js";
 import { quietLogger, uniqueTopics } from "./kafka.js";
 
 /**
@@ -111,6 +112,20 @@ export async function deploy(brokers: string, instances: number, pack: Detection
     stop: async () => {
       for (const s of [...windowStages, ...subscriptions]) await s.stop();
       for (const b of buses) await b.close();
+    },
+  };
+}
+
+/** A deployment with the real ingest in front, as apiservers post to it; `url` is the cluster's webhook path. */
+export async function deployBehindIngest(brokers: string, instances: number, pack: DetectionPack, cluster: string) {
+  const deployment = await deploy(brokers, instances, pack);
+  const ingest = await startTestIngest(brokers, { topics: deployment.topics });
+  return {
+    deployment,
+    url: `${ingest.url}/${cluster}`,
+    stop: async () => {
+      await ingest.stop();
+      await deployment.stop();
     },
   };
 }

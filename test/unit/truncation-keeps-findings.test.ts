@@ -1,5 +1,5 @@
 import { type AuditEvent, AuditEventSchema, createLogger, MemoryBus } from "@k8s-audit/core";
-import { type CompiledRule, Detector, loadRules, loadSigmaRules, SHIPPED_SIGMA_DIR } from "@k8s-audit/detector";
+import { type CompiledRule, Detector, loadRules, loadSigmaRules, SHIPPED_SIGMA_DIR, TEST_EVENT_DEFAULTS } from "@k8s-audit/detector";
 import { createIngestMetrics, Ingestor, TRUNCATED_ANNOTATION } from "@k8s-audit/ingest";
 import { describe, expect, it } from "vitest";
 
@@ -10,19 +10,8 @@ import { describe, expect, it } from "vitest";
  */
 const LIMIT = 64 * 1024;
 const logger = createLogger({ level: "silent" });
-const DEFAULTS = {
-  kind: "Event",
-  apiVersion: "audit.k8s.io/v1",
-  level: "RequestResponse",
-  stage: "ResponseComplete",
-  requestURI: "/",
-  user: { username: "test-user", groups: ["system:authenticated"] },
-  sourceIPs: ["192.0.2.10"],
-  userAgent: "kubectl/v1.31.0 (linux/amd64) kubernetes/abcdef",
-  responseStatus: { metadata: {}, code: 200 },
-  requestReceivedTimestamp: "2026-01-01T00:00:00.000000Z",
-  stageTimestamp: "2026-01-01T00:00:00.010000Z",
-};
+/** The rules' own test defaults, without the cluster: the ingest stamps it. */
+const { cluster: _cluster, ...DEFAULTS } = TEST_EVENT_DEFAULTS;
 
 type Body = Record<string, unknown> | unknown[];
 const pad = (n: number) => "x".repeat(n);

@@ -178,6 +178,15 @@ program
   .option("--include-events", "with --case: store the replayed events too (logs-k8s_audit.events-case_<id>)")
   .option("--out <file>", "write the alerts as NDJSON, one ECS alert per line")
   .option("--no-progress", "no progress bar")
+  .option(
+    "--reorder-buffer <events>",
+    "events held per log to put it in time order (default 100: an apiserver's log is out of order by a few)",
+    (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`--reorder-buffer takes a whole number, got ${v}`);
+      return n;
+    },
+  )
   .action(async (inputs: string[], flags: ReplayFlags) => {
     const config = loadConfig();
     process.exitCode = await runReplay(inputs, flags, config, createLogger({ level: config.LOG_LEVEL }));

@@ -24,6 +24,8 @@ export interface ReplayFlags extends ReplayFilters {
   includeEvents?: boolean;
   out?: string;
   progress?: boolean;
+  /** Events held per log to put it in time order (replay's reorderBuffer). */
+  reorderBuffer?: number;
 }
 
 const SEVERITY_NAMES: Record<number, string> = { 21: "low", 47: "medium", 73: "high", 99: "critical" };
@@ -174,6 +176,7 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
     },
     // Archives seldom name their cluster: without --cluster they are the default cluster, as the live ingest stamps it.
     defaultCluster: flags.cluster?.split(",")[0] ?? config.K8S_AUDIT_CLUSTER,
+    ...(flags.reorderBuffer === undefined ? {} : { reorderBuffer: flags.reorderBuffer }),
     detector,
     onEvent: eventHandlers.length
       ? async (e) => {
@@ -210,6 +213,13 @@ export function formatSummary(s: ReplaySummary, detected: boolean): string {
   if (s.firstEvent) out.push(`time span ${s.firstEvent} → ${s.lastEvent}`);
   for (const m of s.malformedSamples.slice(0, 10)) out.push(`malformed ${m.file}:${m.line}: ${m.reason}`);
   if (s.malformed > 10) out.push(`… and ${s.malformed - 10} more malformed records`);
+  if (s.futureEvents > 0) {
+    out.push(`future-dated ${s.futureEvents} events (a clock ahead; replayed last, not counted in windows, not in the time span)`);
+    for (const f of s.futureSamples.slice(0, 5)) out.push(`future ${f.file}:${f.line}: ${f.time}`);
+  }
+  if (s.duplicates > 0) out.push(`duplicates ${s.duplicates} events seen twice (overlapping inputs), replayed once`);
+  if (s.late > 0)
+    out.push(`late ${s.late} events came after later ones: a log is more out of order than --reorder-buffer holds; timed rules may differ`);
   if (detected) {
     out.push("");
     out.push(

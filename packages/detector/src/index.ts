@@ -19,7 +19,7 @@ export {
   requestKey,
 } from "./request.js";
 export { type RuleDefinition, RuleSchema } from "./rule.js";
-export { type RuleTestResult, runRuleTests, runTimedRuleTests } from "./rule-tests.js";
+export { type RuleTestResult, runRuleTests, runTimedRuleTests, TEST_EVENT_DEFAULTS } from "./rule-tests.js";
 export { type DetectorServiceOptions, startDetectorService } from "./service.js";
 export { parseSigmaCondition, type SigmaExpr } from "./sigma/condition-parser.js";
 export { compileSigmaRule, loadSigmaPack, loadSigmaRules, SHIPPED_SIGMA_DIR, SIGMA_FIELD_MAPPINGS, SigmaLoadError } from "./sigma/sigma.js";

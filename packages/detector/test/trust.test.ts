@@ -120,6 +120,18 @@ describe("storms fold the same way whatever the arrival order", () => {
   });
 });
 
+/** `kubectl create clusterrolebinding backdoor --clusterrole=cluster-admin --user=eve`, without its outcome. */
+const backdoorBinding = {
+  verb: "create",
+  requestURI: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+  objectRef: { resource: "clusterrolebindings", apiGroup: "rbac.authorization.k8s.io", apiVersion: "v1", name: "backdoor" },
+  requestObject: {
+    kind: "ClusterRoleBinding",
+    roleRef: { kind: "ClusterRole", name: "cluster-admin" },
+    subjects: [{ kind: "User", name: "eve" }],
+  },
+};
+
 describe("what a request really did", () => {
   it("lays a JSON patch out as the object it writes", () => {
     const patched = jsonPatchAsObject([
@@ -181,14 +193,7 @@ describe("what a request really did", () => {
 
   it("raises an attempt alert one severity lower, with the reason, for a refused request a medium+ rule would flag", () => {
     const binding = {
-      verb: "create",
-      requestURI: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-      objectRef: { resource: "clusterrolebindings", apiGroup: "rbac.authorization.k8s.io", apiVersion: "v1", name: "backdoor" },
-      requestObject: {
-        kind: "ClusterRoleBinding",
-        roleRef: { kind: "ClusterRole", name: "cluster-admin" },
-        subjects: [{ kind: "User", name: "eve" }],
-      },
+      ...backdoorBinding,
       responseStatus: { code: 403, message: 'admission webhook "guard" denied the request' },
     };
     const alerts = new Detector(pack.rules).evaluate(event(binding, T0, "refused"));
@@ -203,14 +208,7 @@ describe("what a request really did", () => {
     const dryRun = event({ verb: "get", objectRef: { resource: "configmaps", namespace: "prod", apiVersion: "v1" } }, T0, "same-id");
     const real = event(
       {
-        verb: "create",
-        requestURI: "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        objectRef: { resource: "clusterrolebindings", apiGroup: "rbac.authorization.k8s.io", apiVersion: "v1", name: "backdoor" },
-        requestObject: {
-          kind: "ClusterRoleBinding",
-          roleRef: { kind: "ClusterRole", name: "cluster-admin" },
-          subjects: [{ kind: "User", name: "eve" }],
-        },
+        ...backdoorBinding,
         responseStatus: { code: 201 },
       },
       T0 + 5000,

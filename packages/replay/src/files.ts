@@ -8,6 +8,8 @@ import fg from "fast-glob";
 export interface InputFile {
   path: string;
   bytes: number;
+  /** The log the file belongs to: a live file and its rotated backups share one (their folder and live name). */
+  log: string;
 }
 
 /** `<name>-YYYY-MM-DDTHH-MM-SS.mmm.log[.gz]`: a rotated backup written by --audit-log-path. */
@@ -30,16 +32,39 @@ export async function resolveInputs(inputs: string[]): Promise<InputFile[]> {
     }
   }
   const sortKey = (path: string): string => {
-    const name = basename(path);
-    const rotated = ROTATED.exec(name);
-    // Backups sort by their timestamp before the live file of the same log ("~" sorts after digits).
-    if (rotated) return `${path.slice(0, path.length - name.length)}${rotated[1]}.log\u0000${rotated[2]}`;
-    const live = name.replace(/\.gz$/, "");
-    return `${path.slice(0, path.length - name.length)}${live}\u0000~`;
+    const { log, place } = logPlace(path);
+    return `${log}\u0000${place}`;
   };
   return [...found]
     .sort((a, b) => (sortKey(a) < sortKey(b) ? -1 : sortKey(a) > sortKey(b) ? 1 : 0))
-    .map((path) => ({ path, bytes: statSync(path).size }));
+    .map((path) => ({ path, bytes: statSync(path).size, log: logPlace(path).log }));
+}
+
+/**
+ * Which log a file belongs to and its place in it: a rotated backup goes by its timestamp, before the live file of the
+ * same log ("~" sorts after digits); any other file is a log of its own.
+ */
+function logPlace(path: string): { log: string; place: string } {
+  const name = basename(path);
+  const folder = path.slice(0, path.length - name.length);
+  const rotated = ROTATED.exec(name);
+  if (rotated) return { log: `${folder}${rotated[1]}.log`, place: rotated[2] as string };
+  return { log: `${folder}${name.replace(/\.gz$/, "")}`, place: "~" };
+}
+
+/**
+ * The files as logs, each a run of files read one after another as one stream (in resolveInputs' order): rotation
+ * cuts one writer's stream into files that follow each other in time, so they need no merging among themselves, and
+ * only one of them is open at a time.
+ */
+export function groupByLog(files: InputFile[]): InputFile[][] {
+  const logs = new Map<string, InputFile[]>();
+  for (const file of files) {
+    const log = logs.get(file.log);
+    if (log) log.push(file);
+    else logs.set(file.log, [file]);
+  }
+  return [...logs.values()];
 }
 
 /** The file's content as a stream, gunzipped when it is gzip (by magic number, not by name). */

@@ -1,5 +1,13 @@
-export { type InputFile, resolveInputs } from "./files.js";
+export { groupByLog, type InputFile, resolveInputs } from "./files.js";
 export { compileFilters, parseTime, type ReplayFilters } from "./filters.js";
 export { decodeRecord, fromGkeLogEntry, type SourceFormat } from "./formats.js";
-export { type MalformedRecord, type ReplayOptions, type ReplayProgress, type ReplaySummary, replay } from "./replay.js";
+export {
+  DEFAULT_REORDER_BUFFER,
+  type FutureEvent,
+  type MalformedRecord,
+  type ReplayOptions,
+  type ReplayProgress,
+  type ReplaySummary,
+  replay,
+} from "./replay.js";
 export { KafkaSink, WebhookSink } from "./sinks.js";
