@@ -1,18 +1,20 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import type { Alert, AuditEvent } from "@k8s-audit/core";
-import { alertNames, Detector, type EvasionCase, evasionCases, loadDetection } from "@k8s-audit/detector";
-import { replay } from "@k8s-audit/replay";
+import { alertNames, type EvasionCase, evasionCases, loadDetection } from "@k8s-audit/detector";
 import { afterAll, describe, expect, inject, it } from "vitest";
+import { CLI } from "../support/cli.js";
 import { deployBehindIngest } from "../support/deployment.js";
 import { postJson } from "../support/ingest.js";
 
 /**
  * The evasion suite (packages/detector/src/evasion.ts) end to end: every variant posted as an apiserver would to the
  * real ingest (which validates, truncates oversize bodies, stamps the cluster and produces to the real Kafka), judged
- * by three detector instances and the window stage; and the same events replayed from an archive file offline. Each
- * variant must raise its alert on both paths, and both paths must give the same alert ids.
+ * by three detector instances and the window stage; and the same events replayed from an archive file with
+ * `k8s-audit replay`. Each variant must raise its alert on both paths, and both paths must give the same alert ids.
  */
 const CLUSTER = "test";
 const pack = loadDetection();
@@ -41,15 +43,16 @@ describe("evasion suite on the live path and in replay", () => {
     const dir = mkdtempSync(join(tmpdir(), "k8s-audit-evasion-"));
     const archive = join(dir, "audit.log");
     writeFileSync(archive, `${cases.flatMap((c) => c.events.map((e) => JSON.stringify(e))).join("\n")}\n`);
-    const replayed: Alert[] = [];
-    await replay({
-      inputs: [archive],
-      defaultCluster: CLUSTER,
-      detector: new Detector(pack.rules, { windowRules: pack.windowRules }),
-      onAlerts: (alerts) => {
-        replayed.push(...alerts);
-      },
+    // As an investigator runs it: `k8s-audit replay`, the cluster named for the events that carry none.
+    const out = join(dir, "alerts.ndjson");
+    await promisify(execFile)(process.execPath, [CLI, "replay", archive, "--cluster", CLUSTER, "--out", out, "--no-progress"], {
+      env: { ...process.env, LOG_LEVEL: "error" },
+      maxBuffer: 64 * 1024 * 1024,
     });
+    const replayed = readFileSync(out, "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as Alert);
     expect(missing(replayed, cases)).toEqual([]);
 
     // Live: each case as one EventList, as the apiserver batches them, to the cluster's webhook path.

@@ -62,6 +62,11 @@ describe("operator kit: audit policy", () => {
     expect(levelFor({ verb: "create", resource: "pods" })).toBe("Request");
     expect(levelFor({ verb: "patch", group: "apps", resource: "daemonsets" })).toBe("Request");
     expect(levelFor({ verb: "create", resource: "pods", subresource: "exec" })).toBe("Metadata");
+    // Every kind that carries a pod spec: a PodTemplate or ReplicationController can hide a privileged container too.
+    expect(levelFor({ verb: "create", resource: "podtemplates" })).toBe("Request");
+    expect(levelFor({ verb: "patch", resource: "replicationcontrollers" })).toBe("Request");
+    // Ingresses with their result: a patch of the routing need not restate tls.
+    expect(levelFor({ verb: "patch", group: "networking.k8s.io", resource: "ingresses" })).toBe("RequestResponse");
     expect(levelFor({ verb: "list", resource: "pods" })).toBe("Metadata");
   });
 
