@@ -217,6 +217,10 @@ export function formatSummary(s: ReplaySummary, detected: boolean): string {
     out.push(`future-dated ${s.futureEvents} events (a clock ahead; replayed last, not counted in windows, not in the time span)`);
     for (const f of s.futureSamples.slice(0, 5)) out.push(`future ${f.file}:${f.line}: ${f.time}`);
   }
+  if (s.timeOutliers > 0) {
+    out.push(`time outliers ${s.timeOutliers} events far ahead of both their neighbours (a clock gone wrong; replayed in time order)`);
+    for (const o of s.outlierSamples.slice(0, 5)) out.push(`outlier ${o.file}:${o.line}: ${o.time}`);
+  }
   if (s.duplicates > 0) out.push(`duplicates ${s.duplicates} events seen twice (overlapping inputs), replayed once`);
   if (s.late > 0)
     out.push(`late ${s.late} events came after later ones: a log is more out of order than --reorder-buffer holds; timed rules may differ`);

@@ -12,18 +12,39 @@ export class InputCursor {
   private batch: Entry[] = [];
   private index = 0;
   private ended = false;
+  /** The two events read last (in reading order), to find one far ahead of both its neighbours. */
+  private beforeLast: Entry | undefined;
+  private lastRead: Entry | undefined;
 
   constructor(
     private readonly batches: AsyncIterator<Entry[]>,
     reorderBuffer: number,
+    private readonly outliers?: { aheadMicros: number; found: (entry: Entry) => void },
   ) {
     this.buffer = new ReorderBuffer(reorderBuffer);
+  }
+
+  /**
+   * An event stamped further ahead than the allowed skew of both the event before it and the event after it, in the
+   * order the log was written, is a clock gone wrong: reported. (The merge never obeys it: sorted by its time, it is
+   * handed on only when the archive's own time reaches it, or at the end.)
+   */
+  private watchOrder(entry: Entry): void {
+    const middle = this.lastRead;
+    if (this.outliers && middle && this.beforeLast) {
+      const around = Math.max(this.beforeLast.micros, entry.micros);
+      if (middle.micros - around > this.outliers.aheadMicros) this.outliers.found(middle);
+    }
+    this.beforeLast = middle;
+    this.lastRead = entry;
   }
 
   /** Moves `head` to the next event if that needs no reading (true); false when a batch must be read first. */
   tryAdvance(): boolean {
     while (this.index < this.batch.length) {
-      const released = this.buffer.offer(this.batch[this.index++] as Entry);
+      const entry = this.batch[this.index++] as Entry;
+      this.watchOrder(entry);
+      const released = this.buffer.offer(entry);
       if (released) {
         this.head = released;
         return true;

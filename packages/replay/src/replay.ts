@@ -62,6 +62,13 @@ export interface ReplaySummary {
   futureEvents: number;
   /** The first future events, with file:line and time. */
   futureSamples: FutureEvent[];
+  /**
+   * Events stamped far ahead (more than maxFutureSkewMs) of both the event before and the event after them in their log:
+   * a clock gone wrong, even in an archive from the past. Reported; replayed in time order, so they move no window early.
+   */
+  timeOutliers: number;
+  /** The first of them, with file:line and time. */
+  outlierSamples: FutureEvent[];
   /** Events read earlier than one before them in the same log; the reorder buffer puts them right unless `late` counts them. */
   outOfOrder: number;
   /** Events handed on after a later one: a log was more out of order than its reorder buffer holds. */
@@ -118,6 +125,8 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     late: 0,
     duplicates: 0,
     peakBuffered: 0,
+    timeOutliers: 0,
+    outlierSamples: [],
     alerts: 0,
     alertsByRule: new Map(),
     alertsBySeverity: new Map(),
@@ -137,7 +146,15 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   const reorderBuffer = options.reorderBuffer ?? DEFAULT_REORDER_BUFFER;
   if (!Number.isSafeInteger(reorderBuffer) || reorderBuffer < 0)
     throw new RangeError(`reorderBuffer must be a whole number ≥ 0, not ${reorderBuffer}`);
-  const cursors = groupByLog(files).map((log, input) => new InputCursor(readLog(log, input, context), reorderBuffer));
+  const outliers = {
+    aheadMicros: (options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS) * 1000,
+    found: (entry: Entry) => {
+      summary.timeOutliers++;
+      if (summary.outlierSamples.length < MAX_FUTURE_SAMPLES)
+        summary.outlierSamples.push({ file: entry.file, line: entry.line, time: eventTime(entry.event) });
+    },
+  };
+  const cursors = groupByLog(files).map((log, input) => new InputCursor(readLog(log, input, context), reorderBuffer, outliers));
   try {
     await mergeByTime(cursors, eventHandler(options, summary, now));
   } finally {

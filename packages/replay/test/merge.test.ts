@@ -262,6 +262,29 @@ describe("events stamped in the future", () => {
     });
   });
 
+  it("are reported when far ahead of their neighbours in an archive from the past, and change no alert", async () => {
+    const dir = folder();
+    const without = join(dir, "without.log");
+    const withOutlier = join(dir, "with.log");
+    writeFileSync(without, jsonl(archive));
+    // Three hours ahead of the events around it, and still long before the replay's clock: not "future", an outlier.
+    const ahead = event(T0 + 3 * 3600_000, { stageTimestamp: stamp(T0 + 3 * 3600_000) });
+    const middle = archive.indexOf(burst[12] as Json);
+    writeFileSync(withOutlier, jsonl([...archive.slice(0, middle), ahead, ...archive.slice(middle)]));
+    const expected = await run([without]);
+    const actual = await run([withOutlier]);
+    expect(actual.alerts).toEqual(expected.alerts);
+    expect(actual.summary).toMatchObject({
+      futureEvents: 0,
+      timeOutliers: 1,
+      outlierSamples: [{ file: withOutlier, line: middle + 1, time: ahead.stageTimestamp }],
+    });
+    // A gap in the archive (a quiet night) is not an outlier: the events after it stay ahead.
+    const gap = join(dir, "gap.log");
+    writeFileSync(gap, jsonl([...archive, ...[0, 1, 2].map((i) => event(T0 + 2 * 3600_000 + i * 1000))]));
+    expect((await run([gap])).summary.timeOutliers).toBe(0);
+  });
+
   it("are judged against the wall clock at the start, with maxFutureSkewMs of tolerance", async () => {
     const dir = folder();
     const file = join(dir, "audit.log");
