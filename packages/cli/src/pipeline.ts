@@ -105,7 +105,11 @@ export async function startPipeline(options: {
       // in one process the detector counts them itself.
       const scaleOut = bus.kind === "kafka";
       // Scale-out: the window stage folds storms too, seeing all of a principal's alerts of a rule.
-      const detector = new Detector(pack.rules, scaleOut ? { stormWindowMs: 0 } : { windowRules: pack.windowRules });
+      const maxFutureSkewMs = config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000;
+      const detector = new Detector(
+        pack.rules,
+        scaleOut ? { stormWindowMs: 0, maxFutureSkewMs } : { windowRules: pack.windowRules, maxFutureSkewMs },
+      );
       subscriptions.push(
         await startDetectorService({
           bus,
@@ -114,7 +118,7 @@ export async function startPipeline(options: {
           logger,
           onAlerts: options.onAlerts,
           metrics: detectorMetrics,
-          ...(scaleOut ? { repartition: { windowRules: pack.windowRules } } : {}),
+          ...(scaleOut ? { repartition: { windowRules: pack.windowRules, maxFutureSkewMs } } : {}),
         }),
       );
       if (scaleOut) {
@@ -123,6 +127,7 @@ export async function startPipeline(options: {
             bus,
             topics,
             windowRules: pack.windowRules,
+            engine: { maxFutureSkewMs },
             logger,
             onAlerts: options.onAlerts,
             metrics: detectorMetrics,
@@ -151,6 +156,7 @@ export async function startPipeline(options: {
         bodyLimitBytes: config.K8S_AUDIT_BODY_LIMIT_BYTES,
         maxInflightBytes: config.K8S_AUDIT_MAX_INFLIGHT_BYTES,
         maxEventBytes: config.K8S_AUDIT_MAX_EVENT_BYTES,
+        maxFutureSkewMs: config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000,
         redact: config.K8S_AUDIT_REDACT,
         spool,
         moreMetrics: detectorMetrics ? [detectorMetrics.registry] : [],

@@ -71,7 +71,7 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
   let detector: Detector | undefined;
   if (!forwarding) {
     const pack = loadDetection(detectionDirs(config));
-    detector = new Detector(pack.rules, { windowRules: pack.windowRules });
+    detector = new Detector(pack.rules, { windowRules: pack.windowRules, maxFutureSkewMs: config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000 });
   }
 
   if (flags.toKafka) {
@@ -177,6 +177,7 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
     // Archives seldom name their cluster: without --cluster they are the default cluster, as the live ingest stamps it.
     defaultCluster: flags.cluster?.split(",")[0] ?? config.K8S_AUDIT_CLUSTER,
     ...(flags.reorderBuffer === undefined ? {} : { reorderBuffer: flags.reorderBuffer }),
+    maxFutureSkewMs: config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000,
     detector,
     onEvent: eventHandlers.length
       ? async (e) => {

@@ -58,6 +58,11 @@ export const ConfigSchema = z.object({
     .min(0)
     .default(1024 * 1024 * 1024),
   K8S_AUDIT_DEDUP_WINDOW_SECONDS: z.coerce.number().int().min(0).default(600),
+  /**
+   * How far ahead of the receiving clock an event may be stamped and still drive event time (windows, storms); later
+   * ones are judged, kept and marked, never obeyed.
+   */
+  K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
   K8S_AUDIT_DEDUP_CAPACITY: z.coerce.number().int().min(0).default(200_000),
   K8S_AUDIT_REDACT: Bool.default(true),
   K8S_AUDIT_BODY_LIMIT_BYTES: z.coerce

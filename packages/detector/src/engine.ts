@@ -15,6 +15,8 @@ export interface DetectorOptions {
   windowRules?: readonly CompiledWindowRule[];
   /** Options of each cluster's window engine (key caps, clock, allowed clock skew). */
   windowOptions?: WindowEngineOptions;
+  /** How far ahead of the clock an event may be stamped and still drive windows and storms (DEFAULT_MAX_FUTURE_SKEW_MS). */
+  maxFutureSkewMs?: number;
 }
 
 /** Never handed to callers: only compared by length and spread. */
@@ -47,8 +49,9 @@ export class Detector {
     private readonly options: DetectorOptions = {},
   ) {
     const window = options.stormWindowMs ?? 60_000;
-    this.storms = window > 0 ? new StormAggregator(window) : undefined;
-    this.windows = options.windowRules?.length ? new ClusterWindows(options.windowRules, options.windowOptions) : undefined;
+    const skew = options.maxFutureSkewMs === undefined ? {} : { maxFutureSkewMs: options.maxFutureSkewMs };
+    this.storms = window > 0 ? new StormAggregator(window, undefined, undefined, options.maxFutureSkewMs) : undefined;
+    this.windows = options.windowRules?.length ? new ClusterWindows(options.windowRules, { ...skew, ...options.windowOptions }) : undefined;
     for (const rule of rules) {
       for (const stage of rule.definition.stages) {
         let index = this.byStage.get(stage);

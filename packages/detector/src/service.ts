@@ -28,7 +28,7 @@ export interface DetectorServiceOptions {
    * storms by the partition that owns their rule and principal, and published by it. Without it the detector's own
    * window engine counts and it publishes its alerts itself (one process sees everything: the embedded default).
    */
-  repartition?: { windowRules: readonly CompiledWindowRule[] };
+  repartition?: { windowRules: readonly CompiledWindowRule[]; maxFutureSkewMs?: number };
   /** How often the clock-based timed rules (silence) are checked, in the embedded mode. */
   idleCheckMs?: number;
   /** Called with each batch's alerts after they are on the alerts topic (the CLI prints them). */
@@ -53,7 +53,9 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
     : [0, 0];
   if (options.repartition && detector.foldsStorms)
     throw new Error("with repartition the window stage folds storms: construct the Detector with stormWindowMs: 0");
-  const cache = options.repartition ? new PartialCountCache(options.repartition.windowRules, { sources, targets }) : undefined;
+  const cache = options.repartition
+    ? new PartialCountCache(options.repartition.windowRules, { sources, targets }, undefined, options.repartition.maxFutureSkewMs)
+    : undefined;
   let subscription: Subscription | undefined;
   // Records and offsets of a flush whose publish failed: sent first next time, so no batch is committed uncounted.
   let unsent: { records: BusMessage[]; offsets: { partition: number; offset: string }[] } | undefined;

@@ -62,6 +62,17 @@ describe("time you can trust", () => {
     expect(alerts.map((a) => a.rule.id)).toContain("access.attack_tool_user_agent");
   });
 
+  it("takes the allowed skew from its options (K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS)", () => {
+    const now = Date.now();
+    const ahead = (skewMs: number) => {
+      const detector = new Detector(pack.rules, { windowRules: pack.windowRules, maxFutureSkewMs: skewMs });
+      detector.evaluate(event({}, now + 120_000, "two-minutes-ahead"));
+      return detector.windows?.stats.futureEvents;
+    };
+    expect(ahead(60_000)).toBeGreaterThan(0);
+    expect(ahead(300_000)).toBe(0);
+  });
+
   it("keeps one event-time clock per cluster: a cluster whose clock runs ahead does not make another's events late", () => {
     // Cluster a's clock is four minutes ahead; its events arrive before cluster b's burst.
     const ahead = Array.from({ length: 30 }, (_, i) => event({ cluster: "a" }, T0 + 4 * 60_000 + i * 1000, `ahead-${i}`));

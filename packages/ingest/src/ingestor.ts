@@ -26,18 +26,18 @@ export function ingestDedupKey(cluster: string, event: AuditEvent): string {
   return `${cluster}|${dedupKey(event)}`;
 }
 
-/** Beyond this, an event's time is ahead of the ingest's clock by more than clocks drift (the detector's skew too). */
-const MAX_FUTURE_SKEW_MS = 5 * 60_000;
-/** Set on an event stamped further ahead of the ingest's clock than MAX_FUTURE_SKEW_MS: how many seconds ahead. */
+/** Beyond this (K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS), an event's time is ahead of the ingest's clock by more than clocks drift. */
+const DEFAULT_MAX_FUTURE_SKEW_MS = 5 * 60_000;
+/** Set on an event stamped further ahead of the ingest's clock than the allowed skew: how many seconds ahead. */
 export const FUTURE_STAMP_ANNOTATION = "k8s-audit.io/future-timestamp-seconds";
 
 /**
  * A broken node clock or a hostile client can stamp events far in the future. They are kept (nothing is lost) but
  * marked, so an analyst sees why the detector's windows did not count them.
  */
-function markFutureStamp(event: AuditEvent, now: number): void {
+function markFutureStamp(event: AuditEvent, now: number, maxSkewMs: number): void {
   const ahead = Date.parse((event.stageTimestamp ?? event.timestamp) as string) - now;
-  if (ahead > MAX_FUTURE_SKEW_MS) event.annotations = { ...event.annotations, [FUTURE_STAMP_ANNOTATION]: String(Math.round(ahead / 1000)) };
+  if (ahead > maxSkewMs) event.annotations = { ...event.annotations, [FUTURE_STAMP_ANNOTATION]: String(Math.round(ahead / 1000)) };
 }
 
 export interface IngestResult {
@@ -56,6 +56,8 @@ export interface IngestorOptions {
   logger: Logger;
   metrics: IngestMetrics;
   maxEventBytes?: number;
+  /** How far ahead of the ingest's clock an event may be stamped before it is marked (default 5 minutes). */
+  maxFutureSkewMs?: number;
   spool?: Spool;
   dedup?: RecentEvents;
   redact?: boolean;
@@ -122,7 +124,7 @@ export class Ingestor {
       // zod's output is a fresh object: stamp it in place rather than copy it.
       const event: AuditEvent = parsed.data;
       event.cluster = cluster;
-      markFutureStamp(event, now);
+      markFutureStamp(event, now, this.options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS);
       const key = ingestDedupKey(cluster, event);
       if (batchKeys.has(key) || this.options.dedup?.has(key)) {
         deduplicated++;

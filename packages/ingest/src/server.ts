@@ -20,6 +20,8 @@ export interface IngestOptions {
   maxInflightBytes?: number;
   /** Events larger than this lose bulk until they fit, keeping what rules read (truncate.ts; default 900 KiB, under Kafka's 1 MB). */
   maxEventBytes?: number;
+  /** Events stamped further ahead of the ingest's clock are kept and marked (default 5 minutes). */
+  maxFutureSkewMs?: number;
   /** Serve HTTPS from these files (reloaded on change); with clientCa, clients must present a certificate it signed. */
   tls?: TlsFiles & { allowedSubjects?: string[] };
   /** Bearer tokens, one per line; reloaded on change. */

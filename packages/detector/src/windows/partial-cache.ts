@@ -37,9 +37,13 @@ export class PartialCountCache {
     rules: readonly CompiledWindowRule[],
     private readonly topology: { sources: number; targets: number },
     private readonly limits: { flushMs: number; maxOpenKeys: number } = { flushMs: 1000, maxOpenKeys: 20_000 },
+    maxFutureSkewMs?: number,
   ) {
     // No key cap here: every key must reach its owner exactly; the cache is bounded by flushing instead.
-    this.engine = new WindowEngine(rules, { maxKeysPerWindow: Number.POSITIVE_INFINITY });
+    this.engine = new WindowEngine(rules, {
+      maxKeysPerWindow: Number.POSITIVE_INFINITY,
+      ...(maxFutureSkewMs === undefined ? {} : { maxFutureSkewMs }),
+    });
     this.alerts = Array.from({ length: topology.targets }, () => []);
   }
 
