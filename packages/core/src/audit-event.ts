@@ -39,6 +39,13 @@ const StatusSchema = z.looseObject({
  */
 export const RFC3339 =
   /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+/**
+ * How far ahead of the receiving clock an event may be stamped and still drive event time (windows, storms;
+ * K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS). A later stamp is a broken node clock or a hostile client: the event is kept and
+ * judged by the per-event rules, but it never moves a watermark, so one far-future event cannot blind the timed rules.
+ */
+export const DEFAULT_MAX_FUTURE_SKEW_MS = 5 * 60_000;
+
 const Timestamp = z.string().refine((s) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)), { message: "not an RFC 3339 timestamp" });
 
 export const AuditEventSchema = z

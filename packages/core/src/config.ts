@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_MAX_FUTURE_SKEW_MS } from "./audit-event.js";
 
 const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port");
 const BrokerList = z
@@ -62,7 +63,11 @@ export const ConfigSchema = z.object({
    * How far ahead of the receiving clock an event may be stamped and still drive event time (windows, storms); later
    * ones are judged, kept and marked, never obeyed.
    */
-  K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS: z.coerce.number().int().min(0).default(300),
+  K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(DEFAULT_MAX_FUTURE_SKEW_MS / 1000),
   K8S_AUDIT_DEDUP_CAPACITY: z.coerce.number().int().min(0).default(200_000),
   K8S_AUDIT_REDACT: Bool.default(true),
   K8S_AUDIT_BODY_LIMIT_BYTES: z.coerce

@@ -44,6 +44,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
   const def = rule.definition;
   const ruleId = attempt === undefined ? def.id : `${def.id}.attempt`;
   const severity = attempt === undefined ? def.severity : LOWER_SEVERITY[def.severity];
+  const name = attempt === undefined ? def.name : `Attempt refused: ${def.name}`;
   const cluster = event.cluster ?? "default";
   const effective = effectiveUser(event);
   const user = effective.username;
@@ -59,7 +60,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
 
   return {
     "@timestamp": eventTime(event),
-    message: `${attempt === undefined ? def.name : `Attempt refused: ${def.name}`}: ${actor} ${event.verb} ${describeTarget(event)}${cut ? " (body truncated)" : ""}`,
+    message: `${name}: ${actor} ${event.verb} ${describeTarget(event)}${cut ? " (body truncated)" : ""}`,
     event: {
       kind: "alert",
       id,
@@ -77,7 +78,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
     },
     rule: {
       id: ruleId,
-      name: attempt === undefined ? def.name : `Attempt refused: ${def.name}`,
+      name,
       description: def.description,
       reference: def.references,
       ruleset: RULESET,

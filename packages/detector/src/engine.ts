@@ -50,7 +50,7 @@ export class Detector {
   ) {
     const window = options.stormWindowMs ?? 60_000;
     const skew = options.maxFutureSkewMs === undefined ? {} : { maxFutureSkewMs: options.maxFutureSkewMs };
-    this.storms = window > 0 ? new StormAggregator(window, undefined, undefined, options.maxFutureSkewMs) : undefined;
+    this.storms = window > 0 ? new StormAggregator(window, skew) : undefined;
     this.windows = options.windowRules?.length ? new ClusterWindows(options.windowRules, { ...skew, ...options.windowOptions }) : undefined;
     for (const rule of rules) {
       for (const stage of rule.definition.stages) {
@@ -76,13 +76,12 @@ export class Detector {
    * rule's attempt alert, one severity lower, with the refusal reason.
    */
   evaluate(event: AuditEvent, now?: Date): Alert[] {
-    const request = event;
-    const windowed = this.windows && countsInWindows(request) ? this.windows.offer(request) : NONE;
-    const index = this.byStage.get(request.stage);
+    const windowed = this.windows && countsInWindows(event) ? this.windows.offer(event) : NONE;
+    const index = this.byStage.get(event.stage);
     if (!index) return windowed.length ? [...windowed] : [];
-    const resource = request.objectRef?.resource;
+    const resource = event.objectRef?.resource;
     const specific = resource === undefined ? undefined : index.byResource.get(resource);
-    const ok = !failed(request);
+    const ok = !failed(event);
     let refused: string | undefined | null = null;
     let key: string | undefined;
     const alerts: Alert[] = [];
@@ -92,14 +91,14 @@ export class Detector {
       let attempt: string | undefined;
       if (outcome === "success" && !ok) {
         if (SEVERITY_SCORES[rule.definition.severity] < ATTEMPT_MIN_SCORE) continue;
-        if (refused === null) refused = refusal(request);
+        if (refused === null) refused = refusal(event);
         if (refused === undefined) continue;
         attempt = refused;
       }
-      if (!rule.matches(request)) continue;
-      key ??= requestKey(request);
+      if (!rule.matches(event)) continue;
+      key ??= requestKey(event);
       if (!this.firstTime(`${rule.definition.id}\u0000${key}`)) continue;
-      const alert = buildAlert(rule, request, now, attempt);
+      const alert = buildAlert(rule, event, now, attempt);
       if (!this.storms) {
         alerts.push(alert);
         continue;

@@ -42,6 +42,19 @@ const CASE_SPACING_MS = 120_000;
 
 type Body = Record<string, unknown>;
 
+/** One way of rewriting a firing case: its events (the last is the request that must raise `expect`). */
+interface Variant {
+  variant: string;
+  events: AuditEvent[];
+  expect?: string;
+  /** A node or controller identity variant (skipped where the library declares the behaviour routine). */
+  identity?: boolean;
+  /** The index of an event that keeps its own time (a far-future stamp is the point of it). */
+  keepsTime?: number;
+  /** Every event carries the last one's auditID (a client reusing Audit-ID). */
+  sharedAuditID?: boolean;
+}
+
 const clone = <T>(value: T): T => structuredClone(value);
 const isObject = (v: unknown): v is Body => v !== null && typeof v === "object" && !Array.isArray(v);
 
@@ -105,14 +118,10 @@ function reads(rule: CompiledRule, ...prefixes: string[]): boolean {
 const acceptsVerb = (rule: CompiledRule, verb: string) => !rule.verbs || rule.verbs.has(verb);
 const acceptsResource = (rule: CompiledRule, resource: string) => !rule.resources || rule.resources.has(resource);
 
-function variantsOf(
-  rule: CompiledRule,
-  base: AuditEvent,
-  quiet: AuditEvent | undefined,
-): { variant: string; events: AuditEvent[]; expect?: string; identity?: boolean }[] {
+function variantsOf(rule: CompiledRule, base: AuditEvent, quiet: AuditEvent | undefined): Variant[] {
   const id = rule.definition.id;
-  const out: { variant: string; events: AuditEvent[]; expect?: string; identity?: boolean }[] = [];
-  const add = (variant: string, change: (e: AuditEvent) => void, extra: Partial<(typeof out)[number]> = {}) => {
+  const out: Variant[] = [];
+  const add = (variant: string, change: (e: AuditEvent) => void, extra: Partial<Variant> = {}) => {
     const e = clone(base);
     change(e);
     out.push({ variant, events: [e], ...extra });
@@ -157,22 +166,18 @@ function variantsOf(
   });
   // A far-future event first: it must not move time for the request that follows.
   const future = clone(base);
-  future.auditID = `${base.auditID}-future`;
   future.verb = "get";
   future.objectRef = { resource: "configmaps", namespace: "default", name: "clock", apiVersion: "v1" };
   delete future.requestObject;
   delete future.responseObject;
   future.requestReceivedTimestamp = "2100-01-01T00:00:00.000000Z";
   future.stageTimestamp = "2100-01-01T00:00:00.001000Z";
-  out.push({ variant: "far-future event before it", events: [future, clone(base)] });
+  out.push({ variant: "far-future event before it", events: [future, clone(base)], keepsTime: 0 });
   // The same auditID on a harmless request just before (the client sets Audit-ID): the real one must still count.
   if (quiet) {
     const twin = clone(quiet);
-    twin.auditID = base.auditID;
-    twin.requestReceivedTimestamp = new Date(Date.parse(base.requestReceivedTimestamp as string) - 1000).toISOString();
-    twin.stageTimestamp = new Date(Date.parse(base.stageTimestamp as string) - 990).toISOString();
     twin.cluster = base.cluster;
-    out.push({ variant: "reused auditID", events: [twin, clone(base)] });
+    out.push({ variant: "reused auditID", events: [twin, clone(base)], sharedAuditID: true });
   }
   if (rule.definition.stages.includes("ResponseStarted"))
     add("ResponseStarted only", (e) => {
@@ -297,11 +302,11 @@ export function evasionCases(rules: readonly CompiledRule[]): EvasionCase[] {
       if (!base) return;
       for (const v of variantsOf(rule, base, quiet)) {
         const at = SUITE_START + cases.length * CASE_SPACING_MS;
-        const events = v.events.map((e, i) => restamp(e, `ev-${cases.length}-${i}`, at + i * 1000));
-        // The reused-auditID twin shares the real request's auditID.
-        if (v.variant === "reused auditID" && events[0] && events[1]) events[0].auditID = events[1].auditID;
-        const last = events[events.length - 1] as AuditEvent;
-        const routine = v.identity && def.exclude_system_components ? rule.isSystemRoutine(last) : false;
+        const last = v.events.length - 1;
+        const events = v.events.map((e, i) =>
+          restamp(e, `ev-${cases.length}-${v.sharedAuditID ? last : i}`, i === v.keepsTime ? undefined : at + i * 1000),
+        );
+        const routine = v.identity && def.exclude_system_components ? rule.isSystemRoutine(events[last] as AuditEvent) : false;
         cases.push({
           rule: def.id,
           variant: `${v.variant} (fire[${f}])`,
@@ -321,14 +326,11 @@ function materialise(fields: Record<string, unknown>, auditID: string): AuditEve
   return parsed.data;
 }
 
-/** A fresh auditID and event time (far-future events keep theirs: that is the point of them). */
-function restamp(event: AuditEvent, auditID: string, at: number): AuditEvent {
+/** A fresh auditID and, unless `at` is undefined (a far-future event keeps its own), a fresh event time. */
+function restamp(event: AuditEvent, auditID: string, at: number | undefined): AuditEvent {
   const e = clone(event);
-  if ((e.stageTimestamp ?? "").startsWith("2100")) {
-    e.auditID = `${auditID}-future`;
-    return e;
-  }
   e.auditID = auditID;
+  if (at === undefined) return e;
   e.requestReceivedTimestamp = new Date(at).toISOString();
   e.stageTimestamp = new Date(at + 10).toISOString();
   return e;

@@ -9,12 +9,11 @@ export {
   authenticatedUser,
   containersOf,
   countsInWindows,
+  type ExecCommand,
   effectiveUser,
   execCommand,
   failed,
-  type JudgedRequest,
   jsonPatchAsObject,
-  judge,
   refusal,
   requestKey,
 } from "./request.js";
@@ -24,7 +23,6 @@ export { type DetectorServiceOptions, startDetectorService } from "./service.js"
 export { parseSigmaCondition, type SigmaExpr } from "./sigma/condition-parser.js";
 export { compileSigmaRule, loadSigmaPack, loadSigmaRules, SHIPPED_SIGMA_DIR, SIGMA_FIELD_MAPPINGS, SigmaLoadError } from "./sigma/sigma.js";
 export { StormAggregator, stormHeadId } from "./storm.js";
-export { DEFAULT_MAX_FUTURE_SKEW_MS } from "./time.js";
 export { decodePartial, encodePartial, type PartialRecord } from "./windows/bucket.js";
 export { ClusterWindows } from "./windows/cluster-windows.js";
 export { type CompiledWindowRule, MISSING_KEY_PART, WindowEngine, type WindowEngineOptions, type WindowStats } from "./windows/engine.js";

@@ -94,14 +94,14 @@ export function compileTimedRule(
   definition: TimedRuleDefinition,
   source: string,
   ctx: CompileContext,
-  isSystemComponent?: Predicate,
+  isSystemRoutine?: Predicate,
 ): CompiledWindowRule {
   const admits = admissionCondition(definition);
   return {
     definition,
     source,
     ...(admits === undefined ? {} : { matches: compileCondition(admits, ctx) }),
-    ...(definition.exclude_system_components && isSystemComponent ? { isSystemComponent } : {}),
+    ...(definition.exclude_system_components && isSystemRoutine ? { isSystemRoutine } : {}),
     ...(definition.kind === "window" && definition.ratio ? { ratio: compileCondition(definition.ratio.condition, ctx) } : {}),
     ...(definition.kind === "sequence" ? { steps: definition.steps.map((s) => compileCondition(s.condition, ctx)) } : {}),
   };
@@ -163,7 +163,12 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
   }
 
   const ctx: CompileContext = { lists, macros };
+  // One predicate for the pack (compiled on first use, inside a rule's try: a broken site macro is that rule's problem).
   let systemRoutine: Predicate | undefined;
+  const systemRoutineOf = () => {
+    systemRoutine ??= compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx);
+    return systemRoutine;
+  };
   const seen = new Map<string, string>();
   const rules: CompiledRule[] = [];
   for (const { definition, source } of definitions) {
@@ -179,20 +184,19 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
         ...siteExceptions.filter((e) => e.rule === definition.id || e.rule === "*"),
       ]);
       const condition = compileCondition(definition.condition, ctx);
-      const routine = definition.exclude_system_components ? compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx) : undefined;
+      const isSystemRoutine = systemRoutineOf();
+      const routine = definition.exclude_system_components ? isSystemRoutine : undefined;
       const excused = exceptionPredicate(exceptions, ctx);
       const matches: Predicate = (event) => condition(event) && !routine?.(event) && !excused?.(event);
       const resources = requiredValues(definition.condition, "objectRef.resource", ctx);
       const verbs = requiredValues(definition.condition, "verb", ctx);
       const fields = fieldsRead(definition.condition, ctx);
-      systemRoutine ??= compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx);
-      rules.push({ definition, source, exceptions, resources, verbs, fields, isSystemRoutine: systemRoutine, matches });
+      rules.push({ definition, source, exceptions, resources, verbs, fields, isSystemRoutine, matches });
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }
   }
   const windowRules: CompiledWindowRule[] = [];
-  let isSystemComponent: Predicate | undefined;
   for (const { definition, source } of windowDefinitions) {
     if (seen.has(definition.id)) {
       problems.push(`${source}: rule ${definition.id}: id already used by ${seen.get(definition.id)}`);
@@ -200,8 +204,7 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     }
     seen.set(definition.id, source);
     try {
-      if (definition.exclude_system_components) isSystemComponent ??= compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx);
-      windowRules.push(compileTimedRule(definition, source, ctx, isSystemComponent));
+      windowRules.push(compileTimedRule(definition, source, ctx, definition.exclude_system_components ? systemRoutineOf() : undefined));
     } catch (err) {
       problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }

@@ -14,14 +14,9 @@ import type { AuditEvent } from "@k8s-audit/core";
  * - `podSpecs` and `containers` gather every pod spec and every container of every kind the object carries, so a
  *   rule written once covers pods, every workload template, init and ephemeral containers alike.
  */
-export interface JudgedRequest extends AuditEvent {
-  readonly authenticatedUser: AuditEvent["user"];
-  readonly object?: unknown;
-  readonly exec?: { readonly command: string; readonly argv: readonly string[] };
-  /** Every pod spec the object carries: a pod's, a workload's template, a CronJob's job template. */
-  readonly podSpecs?: readonly Record<string, unknown>[];
-  /** Every container of every kind (containers, initContainers, ephemeralContainers) in those pod specs. */
-  readonly containers?: readonly Record<string, unknown>[];
+export interface ExecCommand {
+  readonly command: string;
+  readonly argv: readonly string[];
 }
 
 /** The effective identity: the impersonated user when there is one. */
@@ -30,16 +25,16 @@ export function effectiveUser(event: AuditEvent): AuditEvent["user"] {
   return impersonated?.username ? impersonated : event.user;
 }
 
-/** The identity the apiserver authenticated (of a raw event, or of a view made by judge). */
+/** The identity the apiserver authenticated. */
 export function authenticatedUser(event: AuditEvent): AuditEvent["user"] {
-  return (event as Partial<JudgedRequest>).authenticatedUser ?? event.user;
+  return event.user;
 }
 
 interface Derived {
   object: unknown;
   podSpecs?: Record<string, unknown>[];
   containers?: Record<string, unknown>[];
-  exec: JudgedRequest["exec"];
+  exec: ExecCommand | undefined;
 }
 
 /** The derived fields of the event just seen: every rule asks about the same event in turn, so one entry suffices. */
@@ -76,19 +71,6 @@ export const VIEW_FIELDS: Readonly<Record<string, (event: AuditEvent) => unknown
   containers: (e) => derived(e).containers,
   exec: (e) => derived(e).exec,
 };
-
-/** The view as one object, to look at (tests, debugging); rules read the same fields without it being built. */
-export function judge(event: AuditEvent): JudgedRequest {
-  const d = derived(event);
-  return {
-    ...event,
-    user: effectiveUser(event),
-    authenticatedUser: authenticatedUser(event),
-    ...(d.object === undefined ? {} : { object: d.object }),
-    ...(d.exec === undefined ? {} : { exec: d.exec }),
-    ...(d.podSpecs ? { podSpecs: d.podSpecs, containers: d.containers } : {}),
-  };
-}
 
 /**
  * One request's identity: cluster, auditID and the time it was received. The auditID alone comes from the client's
@@ -269,7 +251,7 @@ export function jsonPatchAsObject(operations: readonly unknown[]): Record<string
 }
 
 /** An exec's command: every `command=` query parameter, decoded, in order. */
-export function execCommand(requestURI: string): JudgedRequest["exec"] {
+export function execCommand(requestURI: string): ExecCommand | undefined {
   const query = requestURI.indexOf("?");
   if (query < 0) return undefined;
   const argv: string[] = [];

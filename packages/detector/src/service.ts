@@ -54,7 +54,7 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
   if (options.repartition && detector.foldsStorms)
     throw new Error("with repartition the window stage folds storms: construct the Detector with stormWindowMs: 0");
   const cache = options.repartition
-    ? new PartialCountCache(options.repartition.windowRules, { sources, targets }, undefined, options.repartition.maxFutureSkewMs)
+    ? new PartialCountCache(options.repartition.windowRules, { sources, targets }, { maxFutureSkewMs: options.repartition.maxFutureSkewMs })
     : undefined;
   let subscription: Subscription | undefined;
   // Records and offsets of a flush whose publish failed: sent first next time, so no batch is committed uncounted.

@@ -1,5 +1,4 @@
-import { type Alert, alertId } from "@k8s-audit/core";
-import { DEFAULT_MAX_FUTURE_SKEW_MS } from "./time.js";
+import { type Alert, alertId, DEFAULT_MAX_FUTURE_SKEW_MS } from "@k8s-audit/core";
 
 interface Storm {
   key: string;
@@ -50,13 +49,18 @@ export class StormAggregator {
   /** Per key, the newest window already summarised (bounded like the storms). */
   private readonly closedUpTo = new Map<string, number>();
   private watermark = 0;
+  private readonly maxKeys: number;
+  private readonly clock: () => number;
+  private readonly maxFutureSkewMs: number;
 
   constructor(
     private readonly windowMs = 60_000,
-    private readonly maxKeys = 50_000,
-    private readonly clock: () => number = Date.now,
-    private readonly maxFutureSkewMs = DEFAULT_MAX_FUTURE_SKEW_MS,
-  ) {}
+    options: { maxKeys?: number; clock?: () => number; maxFutureSkewMs?: number } = {},
+  ) {
+    this.maxKeys = options.maxKeys ?? 50_000;
+    this.clock = options.clock ?? Date.now;
+    this.maxFutureSkewMs = options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
+  }
 
   /** Returns the alert to send now (the window's head, or a late alert alone), and summaries of storms closed. */
   offer(alert: Alert, eventTimeMs: number, offset?: bigint): { emit?: Alert; closed: Alert[] } {

@@ -3,6 +3,7 @@ import {
   AuditEventSchema,
   type Bus,
   type BusMessage,
+  DEFAULT_MAX_FUTURE_SKEW_MS,
   dedupKey,
   describeIssues,
   itemsOf,
@@ -26,8 +27,6 @@ export function ingestDedupKey(cluster: string, event: AuditEvent): string {
   return `${cluster}|${dedupKey(event)}`;
 }
 
-/** Beyond this (K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS), an event's time is ahead of the ingest's clock by more than clocks drift. */
-const DEFAULT_MAX_FUTURE_SKEW_MS = 5 * 60_000;
 /** Set on an event stamped further ahead of the ingest's clock than the allowed skew: how many seconds ahead. */
 export const FUTURE_STAMP_ANNOTATION = "k8s-audit.io/future-timestamp-seconds";
 

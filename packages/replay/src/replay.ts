@@ -1,5 +1,5 @@
-import { type Alert, type AuditEvent, dedupKey, eventTime } from "@k8s-audit/core";
-import { DEFAULT_MAX_FUTURE_SKEW_MS, type Detector } from "@k8s-audit/detector";
+import { type Alert, type AuditEvent, DEFAULT_MAX_FUTURE_SKEW_MS, dedupKey, eventTime } from "@k8s-audit/core";
+import type { Detector } from "@k8s-audit/detector";
 import { groupByLog, resolveInputs } from "./files.js";
 import { compileFilters, type ReplayFilters } from "./filters.js";
 import { type EmitEntry, InputCursor, mergeByTime } from "./merge.js";
@@ -150,8 +150,7 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     aheadMicros: (options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS) * 1000,
     found: (entry: Entry) => {
       summary.timeOutliers++;
-      if (summary.outlierSamples.length < MAX_FUTURE_SAMPLES)
-        summary.outlierSamples.push({ file: entry.file, line: entry.line, time: eventTime(entry.event) });
+      sampleTime(summary.outlierSamples, entry);
     },
   };
   const cursors = groupByLog(files).map((log, input) => new InputCursor(readLog(log, input, context), reorderBuffer, outliers));
@@ -231,8 +230,12 @@ function eventHandler(options: ReplayOptions, summary: ReplaySummary, now: numbe
 
 function noteFutureEvent(summary: ReplaySummary, entry: Entry): void {
   summary.futureEvents++;
-  if (summary.futureSamples.length < MAX_FUTURE_SAMPLES)
-    summary.futureSamples.push({ file: entry.file, line: entry.line, time: eventTime(entry.event) });
+  sampleTime(summary.futureSamples, entry);
+}
+
+/** Keeps the first few events with a clock gone wrong, as file:line and time. */
+function sampleTime(samples: FutureEvent[], entry: Entry): void {
+  if (samples.length < MAX_FUTURE_SAMPLES) samples.push({ file: entry.file, line: entry.line, time: eventTime(entry.event) });
 }
 
 function alertHandler(options: ReplayOptions, summary: ReplaySummary): (alerts: Alert[]) => Promise<void> {

@@ -1,8 +1,15 @@
-import { type Alert, type AuditEvent, alertId, eventTime, SEVERITY_SCORES, trustedSourceIP } from "@k8s-audit/core";
+import {
+  type Alert,
+  type AuditEvent,
+  alertId,
+  DEFAULT_MAX_FUTURE_SKEW_MS,
+  eventTime,
+  SEVERITY_SCORES,
+  trustedSourceIP,
+} from "@k8s-audit/core";
 import { RULESET, threatOf } from "../alert-builder.js";
 import { compileVisitor, type Predicate } from "../condition.js";
 import type { WindowGauges } from "../metrics.js";
-import { DEFAULT_MAX_FUTURE_SKEW_MS } from "../time.js";
 import {
   type Bucket,
   countEvent,
@@ -21,8 +28,8 @@ export interface CompiledWindowRule {
   readonly source: string;
   /** Whether the rule counts the event at all (sequences: any step matches); absent when every event counts. */
   readonly matches?: Predicate;
-  /** The system_component macro, when the rule excludes system components: one shared predicate, tested once per event. */
-  readonly isSystemComponent?: Predicate;
+  /** The system_routine macro, when the rule excludes the cluster's routine: one shared predicate, tested once per event. */
+  readonly isSystemRoutine?: Predicate;
   /** Ratio rules: the events that count towards the share (e.g. 429 responses). */
   readonly ratio?: Predicate;
   /** Sequence rules: one predicate per step. */
@@ -210,7 +217,7 @@ export class WindowEngine {
   }
 
   /** Whether an event stamped `time` is within the allowed skew of the clock (else it is counted as a future event). */
-  trusts(time: number): boolean {
+  private trusts(time: number): boolean {
     if (time <= this.clock() + this.maxFutureSkewMs) return true;
     this.stats.futureEvents++;
     return false;
@@ -220,7 +227,7 @@ export class WindowEngine {
   collect(event: AuditEvent, time = Date.parse(eventTime(event))): boolean {
     if (Number.isNaN(time) || !this.trusts(time)) return false;
     if (time < this.streamStart) this.streamStart = time;
-    // Computed at most once per event, and only when a rule needs them: system component or not, the trusted source
+    // Computed at most once per event, and only when a rule needs them: routine or not, the trusted source
     // address, the facts a new bucket keeps.
     let system: boolean | undefined;
     let facts: EventFacts | undefined;
@@ -228,8 +235,8 @@ export class WindowEngine {
     for (const state of this.states) {
       const rule = state.rule;
       if (rule.matches && !rule.matches(event)) continue;
-      if (rule.isSystemComponent) {
-        system ??= rule.isSystemComponent(event);
+      if (rule.isSystemRoutine) {
+        system ??= rule.isSystemRoutine(event);
         if (system) continue;
       }
       const start = Math.floor(time / state.windowMs) * state.windowMs;

@@ -24,6 +24,7 @@ export function partitionOf(key: string, partitions: number): number {
  */
 export class PartialCountCache {
   private readonly engine: WindowEngine;
+  private readonly limits: { flushMs: number; maxOpenKeys: number };
   /** Per events partition: newest event time ever read, and the oldest since the last flush. */
   private readonly progress = new Map<number, number>();
   private readonly oldestSinceFlush = new Map<number, number>();
@@ -36,14 +37,11 @@ export class PartialCountCache {
   constructor(
     rules: readonly CompiledWindowRule[],
     private readonly topology: { sources: number; targets: number },
-    private readonly limits: { flushMs: number; maxOpenKeys: number } = { flushMs: 1000, maxOpenKeys: 20_000 },
-    maxFutureSkewMs?: number,
+    options: { flushMs?: number; maxOpenKeys?: number; maxFutureSkewMs?: number } = {},
   ) {
+    this.limits = { flushMs: options.flushMs ?? 1000, maxOpenKeys: options.maxOpenKeys ?? 20_000 };
     // No key cap here: every key must reach its owner exactly; the cache is bounded by flushing instead.
-    this.engine = new WindowEngine(rules, {
-      maxKeysPerWindow: Number.POSITIVE_INFINITY,
-      ...(maxFutureSkewMs === undefined ? {} : { maxFutureSkewMs }),
-    });
+    this.engine = new WindowEngine(rules, { maxKeysPerWindow: Number.POSITIVE_INFINITY, maxFutureSkewMs: options.maxFutureSkewMs });
     this.alerts = Array.from({ length: topology.targets }, () => []);
   }
 

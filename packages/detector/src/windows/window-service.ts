@@ -61,7 +61,7 @@ class PartitionWindows {
     stormWindowMs: number,
   ) {
     this.engine = new WindowEngine(rules, options);
-    this.storms = new StormAggregator(stormWindowMs, undefined, undefined, options?.maxFutureSkewMs);
+    this.storms = new StormAggregator(stormWindowMs, { maxFutureSkewMs: options?.maxFutureSkewMs });
   }
 
   /**
