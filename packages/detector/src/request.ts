@@ -225,8 +225,11 @@ export function jsonPatchAsObject(operations: readonly unknown[]): Record<string
       const last = i === segments.length - 1;
       const nextIsIndex = !last && /^(\d+|-)$/.test(segments[i + 1] as string);
       if (Array.isArray(node)) {
-        const index = segment === "-" ? node.length : Number(segment);
-        if (!Number.isInteger(index)) break;
+        const asked = segment === "-" ? node.length : Number(segment);
+        if (!Number.isInteger(asked)) break;
+        // An index far past the end (the apiserver refuses it, but a refused request is still judged) must not make an
+        // array of millions of holes for every rule to walk: it appends instead.
+        const index = asked > node.length + MAX_PATCH_OPERATIONS ? node.length : asked;
         if (last) {
           node[index] = op.value;
           break;

@@ -169,6 +169,11 @@ describe("what a request really did", () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  it("does not let a hostile index build a huge array", () => {
+    const patched = jsonPatchAsObject([{ op: "add", path: "/spec/containers/99999999", value: { securityContext: { privileged: true } } }]);
+    expect(patched).toEqual({ spec: { containers: [{ securityContext: { privileged: true } }] } });
+  });
+
   it("judges the impersonated identity, and names both", () => {
     const impersonating = event(
       { user: { username: "mallory" }, impersonatedUser: { username: "system:serviceaccount:kube-system:replicaset-controller" } },
