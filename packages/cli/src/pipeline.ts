@@ -1,5 +1,14 @@
 import { createServer, type Server } from "node:http";
-import { type Alert, type Config, createBus, type Logger, parseListen, type Subscription, topicsOf } from "@k8s-audit/core";
+import {
+  type Alert,
+  type Config,
+  consumerGroupsOf,
+  createBus,
+  type Logger,
+  parseListen,
+  type Subscription,
+  topicsOf,
+} from "@k8s-audit/core";
 import {
   createDetectorMetrics,
   Detector,
@@ -67,6 +76,7 @@ export async function startPipeline(options: {
   const { config, stages, logger } = options;
   const bus = createBus(config, logger);
   const topics = topicsOf(config);
+  const groups = consumerGroupsOf(config);
   if (bus.kind === "memory" && !(stages.ingest && stages.detect)) {
     throw new Error("without KAFKA_BROKERS the stages can only run together (k8s-audit start): set KAFKA_BROKERS to run them apart");
   }
@@ -93,6 +103,7 @@ export async function startPipeline(options: {
             namespace: config.K8S_AUDIT_ES_NAMESPACE,
             shipEvents: config.K8S_AUDIT_SHIP_EVENTS,
             maxBulkBytes: config.K8S_AUDIT_BULK_MAX_BYTES,
+            groupId: groups.shipper,
           }),
         );
         logger.info({ elasticsearch: config.ELASTICSEARCH_URL }, "shipper running");
@@ -116,6 +127,7 @@ export async function startPipeline(options: {
           topics,
           detector,
           logger,
+          groupId: groups.detector,
           onAlerts: options.onAlerts,
           metrics: detectorMetrics,
           ...(scaleOut ? { repartition: { windowRules: pack.windowRules, maxFutureSkewMs } } : {}),
@@ -129,6 +141,7 @@ export async function startPipeline(options: {
             windowRules: pack.windowRules,
             engine: { maxFutureSkewMs },
             logger,
+            groupId: groups.windows,
             onAlerts: options.onAlerts,
             metrics: detectorMetrics,
           }),

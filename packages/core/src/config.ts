@@ -86,6 +86,14 @@ export const ConfigSchema = z.object({
    * Default: the events topic's name + ".windows", so two pipelines on one Kafka never share it by accident.
    */
   K8S_AUDIT_TOPIC_WINDOWS: TopicName.optional(),
+  /**
+   * Consumer groups are `<prefix>-detector`, `<prefix>-windows`, `<prefix>-shipper` (and `-shipper-events`): two
+   * pipelines sharing one Kafka need different prefixes, or they would split each other's partitions.
+   */
+  K8S_AUDIT_CONSUMER_GROUP_PREFIX: z
+    .string()
+    .regex(/^[a-zA-Z0-9._-]{1,200}$/, "expected a consumer group prefix ([a-zA-Z0-9._-])")
+    .default("k8s-audit"),
   K8S_AUDIT_RULES_DIR: z.string().optional(),
   K8S_AUDIT_SIGMA_DIR: z.string().optional(),
   ELASTICSEARCH_URL: Url.optional(),
@@ -143,6 +151,12 @@ export function topicsOf(config: Config) {
     deadLetter: config.K8S_AUDIT_TOPIC_DEADLETTER,
     windows: config.K8S_AUDIT_TOPIC_WINDOWS ?? `${config.K8S_AUDIT_TOPIC_EVENTS}.windows`,
   };
+}
+
+/** The consumer group of each stage that reads Kafka. */
+export function consumerGroupsOf(config: Config) {
+  const prefix = config.K8S_AUDIT_CONSUMER_GROUP_PREFIX;
+  return { detector: `${prefix}-detector`, windows: `${prefix}-windows`, shipper: `${prefix}-shipper` };
 }
 
 /** Splits "host:port" into parts for listen(). */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "../src/index.js";
+import { ConfigError, consumerGroupsOf, loadConfig } from "../src/index.js";
 
 describe("loadConfig", () => {
   it("defaults to the embedded, loopback-only setup", () => {
@@ -8,6 +8,17 @@ describe("loadConfig", () => {
     expect(c.KAFKA_BROKERS).toBeUndefined();
     expect(c.K8S_AUDIT_BODY_LIMIT_BYTES).toBeGreaterThanOrEqual(64 * 1024 * 1024);
     expect(c.K8S_AUDIT_TOPIC_EVENTS).toBe("k8s-audit.events");
+  });
+
+  it("gives two pipelines on one Kafka their own consumer groups by prefix", () => {
+    expect(consumerGroupsOf(loadConfig({}))).toEqual({
+      detector: "k8s-audit-detector",
+      windows: "k8s-audit-windows",
+      shipper: "k8s-audit-shipper",
+    });
+    const other = consumerGroupsOf(loadConfig({ K8S_AUDIT_CONSUMER_GROUP_PREFIX: "prod-eu" }));
+    expect(Object.values(other)).toEqual(["prod-eu-detector", "prod-eu-windows", "prod-eu-shipper"]);
+    expect(() => loadConfig({ K8S_AUDIT_CONSUMER_GROUP_PREFIX: "a b" })).toThrow(/K8S_AUDIT_CONSUMER_GROUP_PREFIX/);
   });
 
   it("parses broker lists and treats empty variables as unset", () => {
