@@ -2,26 +2,52 @@ import type { Bus, BusMessage, ConsumedMessage, ConsumeOptions, Subscription } f
 
 interface TopicLog {
   messages: ConsumedMessage[];
+  /** Offset of messages[0]: the log is trimmed from the front, offsets stay absolute. */
+  base: number;
+  /** Consumer groups reading this topic (their committed offsets are in MemoryBus.committed). */
+  groups: Set<string>;
   /** Wakes consumers waiting at the end of the log. */
   waiters: Set<() => void>;
 }
 
+export interface MemoryBusOptions {
+  /** Largest batch handed to a consumer (default 500). */
+  maxBatch?: number;
+  /**
+   * A topic nobody consumes (dead letters, alerts without Elasticsearch in `start`) keeps at most this many messages,
+   * oldest dropped first (default 100,000): the embedded bus is not storage; Kafka is.
+   */
+  maxUnconsumedMessages?: number;
+}
+
+/** A consumed prefix is cut off once it is this long (and at least half the log): amortised O(1) per message. */
+const TRIM_AT_LEAST = 4096;
+
 /**
  * A single-process bus: an append-only log per topic (one partition) with committed offsets per consumer group,
- * so the embedded default behaves like Kafka for the stages (ordering, at-least-once, commit after work).
+ * so the embedded default behaves like Kafka for the stages (ordering, at-least-once, commit after work). What every
+ * group of a topic has committed is dropped, so a long-running `start` does not grow without bound.
  */
 export class MemoryBus implements Bus {
   readonly kind = "memory" as const;
   private readonly topics = new Map<string, TopicLog>();
   private readonly committed = new Map<string, number>();
   private closed = false;
+  private readonly maxBatch: number;
+  private readonly maxUnconsumed: number;
+  /** Messages of unconsumed topics dropped by the cap, per topic. */
+  readonly droppedUnconsumed = new Map<string, number>();
 
-  constructor(private readonly maxBatch = 500) {}
+  constructor(options: MemoryBusOptions | number = {}) {
+    const o = typeof options === "number" ? { maxBatch: options } : options;
+    this.maxBatch = o.maxBatch ?? 500;
+    this.maxUnconsumed = o.maxUnconsumedMessages ?? 100_000;
+  }
 
   private log(topic: string): TopicLog {
     let log = this.topics.get(topic);
     if (!log) {
-      log = { messages: [], waiters: new Set() };
+      log = { messages: [], base: 0, groups: new Set(), waiters: new Set() };
       this.topics.set(topic, log);
     }
     return log;
@@ -42,18 +68,35 @@ export class MemoryBus implements Bus {
         headers: m.headers,
         topic,
         partition: 0,
-        offset: String(log.messages.length),
+        offset: String(log.base + log.messages.length),
         timestamp: now,
       });
     }
+    if (log.groups.size === 0 && log.messages.length > this.maxUnconsumed * 1.1) {
+      const drop = log.messages.length - this.maxUnconsumed;
+      log.messages.splice(0, drop);
+      log.base += drop;
+      this.droppedUnconsumed.set(topic, (this.droppedUnconsumed.get(topic) ?? 0) + drop);
+    }
     for (const wake of log.waiters) wake();
+  }
+
+  /** Drops the prefix every group of the topic has committed. */
+  private trim(topic: string, log: TopicLog): void {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const group of log.groups) lowest = Math.min(lowest, this.committed.get(`${group}\u0000${topic}`) ?? log.base);
+    const consumed = lowest - log.base;
+    if (consumed >= TRIM_AT_LEAST && consumed * 2 >= log.messages.length) {
+      log.messages.splice(0, consumed);
+      log.base = lowest;
+    }
   }
 
   async partitionCount(_topic: string): Promise<number> {
     return 1;
   }
 
-  /** Messages currently in a topic (for tests and the CLI's status output). */
+  /** Messages currently held for a topic: what some group has not committed yet, or the capped tail of an unread topic. */
   read(topic: string): readonly ConsumedMessage[] {
     return this.log(topic).messages;
   }
@@ -62,13 +105,14 @@ export class MemoryBus implements Bus {
     const log = this.log(topic);
     onAssignment?.([0]);
     const groupKey = `${groupId}\u0000${topic}`;
-    if (!this.committed.has(groupKey)) this.committed.set(groupKey, fromBeginning ? 0 : log.messages.length);
+    if (!this.committed.has(groupKey)) this.committed.set(groupKey, fromBeginning ? log.base : log.base + log.messages.length);
+    log.groups.add(groupId);
     let running = true;
     let wake: (() => void) | undefined;
     const loop = (async () => {
       while (running) {
-        const position = this.committed.get(groupKey) ?? 0;
-        if (position >= log.messages.length) {
+        const position = this.committed.get(groupKey) ?? log.base;
+        if (position >= log.base + log.messages.length) {
           await new Promise<void>((resolve) => {
             wake = resolve;
             log.waiters.add(resolve);
@@ -76,10 +120,12 @@ export class MemoryBus implements Bus {
           if (wake) log.waiters.delete(wake);
           continue;
         }
-        const batch = log.messages.slice(position, position + this.maxBatch);
+        const start = position - log.base;
+        const batch = log.messages.slice(start, start + this.maxBatch);
         try {
           await eachBatch(batch);
           this.committed.set(groupKey, position + batch.length);
+          this.trim(topic, log);
         } catch {
           // Not committed: the batch is redelivered, as Kafka would after a failed batch. Back off briefly.
           await new Promise((r) => setTimeout(r, 200));
