@@ -97,4 +97,14 @@ describe("operator kit: webhook kubeconfig and flags", () => {
       expect(flags).toContain(f);
     }
   });
+
+  it("forgives an ingest outage of well over two minutes (docs/webhook-delivery.md)", () => {
+    const backoff = /^--audit-webhook-initial-backoff=(\d+)s$/m.exec(kit("apiserver-flags.txt"));
+    expect(backoff, "the kit sets the initial backoff").not.toBeNull();
+    // The apiserver's audit webhook retries a batch 5 times: waits b, 1.5b, 2.25b, 3.375b (k8s.io/apiserver webhook.go).
+    const forgivenSeconds = Number(backoff?.[1]) * (1 + 1.5 + 2.25 + 3.375);
+    expect(forgivenSeconds).toBeGreaterThanOrEqual(150);
+    // …but not so long that retrying batches pile up in the apiserver's memory for many minutes.
+    expect(forgivenSeconds).toBeLessThanOrEqual(300);
+  });
 });
