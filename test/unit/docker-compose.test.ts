@@ -25,10 +25,19 @@ describe("docker-compose.yml", () => {
     expect(services.kafka.environment.KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR).toBe(1);
   });
 
-  it("publishes the ports the tests use", () => {
-    expect(services.kafka.ports).toContain("9092:9092");
-    expect(services.elasticsearch.ports).toContain("9200:9200");
-    expect(services.ingest.ports).toContain("8080:8080");
+  it("publishes the ports the tests use, on this machine's loopback only", () => {
+    expect(services.kafka.ports).toContain("127.0.0.1:9092:9092");
+    expect(services.elasticsearch.ports).toContain("127.0.0.1:9200:9200");
+    expect(services.ingest.ports).toContain("127.0.0.1:8080:8080");
+    for (const [name, service] of Object.entries(services))
+      for (const port of (service.ports ?? []) as string[]) expect(port, name).toMatch(/^127\.0\.0\.1:/);
+  });
+
+  it("asks the webhook for a bearer token and keeps the spool on a volume", () => {
+    expect(services.ingest.environment.K8S_AUDIT_TOKENS_FILE).toBe("/run/secrets/ingest-tokens");
+    expect(services.ingest.secrets).toContain("ingest-tokens");
+    expect(compose.secrets["ingest-tokens"].file).toBe("./ingest-tokens.txt");
+    expect(services.ingest.volumes).toContain("ingest-spool:/var/lib/k8s-audit");
   });
 
   it("configures the stages only with variables the config schema knows, and the default topic names", () => {
