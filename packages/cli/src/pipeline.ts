@@ -17,7 +17,7 @@ import {
   startDetectorService,
   startWindowService,
 } from "@k8s-audit/detector";
-import { createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
+import { checkIngestConfig, createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
 export interface StageSelection {
@@ -63,8 +63,6 @@ async function serveMetrics(listen: string, registry: DetectorMetrics["registry"
   await new Promise<void>((resolve, reject) => server.once("error", reject).listen(port, host, resolve));
   return server;
 }
-
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)$/;
 
 /** Wires the selected stages onto one bus. Used by every CLI subcommand; `start` selects them all. */
 export async function startPipeline(options: {
@@ -152,11 +150,10 @@ export async function startPipeline(options: {
     if (stages.ingest) {
       const listen = parseListen(config.K8S_AUDIT_LISTEN);
       const tls = config.K8S_AUDIT_TLS_CERT && config.K8S_AUDIT_TLS_KEY;
-      if (!tls && !config.K8S_AUDIT_ALLOW_PLAIN_HTTP && !LOOPBACK.test(listen.host)) {
-        throw new Error(
-          `refusing plain HTTP on ${config.K8S_AUDIT_LISTEN}: audit events carry the whole cluster's activity. Set K8S_AUDIT_TLS_CERT and K8S_AUDIT_TLS_KEY, or K8S_AUDIT_ALLOW_PLAIN_HTTP=true`,
-        );
-      }
+      // Safe defaults (docs/security.md): off loopback, TLS and a client authenticator unless opted out by name.
+      const check = checkIngestConfig(config, listen.host);
+      if (check.error) throw new Error(check.error);
+      for (const warning of check.warnings) logger.warn(warning);
       if (bus.kind === "kafka" && config.K8S_AUDIT_SPOOL_MAX_BYTES > 0) {
         spool = new Spool(config.K8S_AUDIT_SPOOL_DIR, config.K8S_AUDIT_SPOOL_MAX_BYTES, bus, logger);
         spool.start();
@@ -176,7 +173,16 @@ export async function startPipeline(options: {
         ...(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS > 0 && config.K8S_AUDIT_DEDUP_CAPACITY > 0
           ? { dedup: new RecentEvents(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS * 1000, config.K8S_AUDIT_DEDUP_CAPACITY) }
           : {}),
+        maxEventDepth: config.K8S_AUDIT_MAX_EVENT_DEPTH,
+        requestTimeoutMs: config.K8S_AUDIT_REQUEST_TIMEOUT_SECONDS * 1000,
+        headersTimeoutMs: config.K8S_AUDIT_HEADERS_TIMEOUT_SECONDS * 1000,
+        keepAliveTimeoutMs: config.K8S_AUDIT_KEEPALIVE_TIMEOUT_SECONDS * 1000,
+        idleTimeoutMs: config.K8S_AUDIT_IDLE_TIMEOUT_SECONDS * 1000,
+        maxConnections: config.K8S_AUDIT_MAX_CONNECTIONS,
+        maxConnectionsPerClient: config.K8S_AUDIT_MAX_CONNECTIONS_PER_CLIENT,
+        minBodyBytesPerSecond: config.K8S_AUDIT_MIN_BODY_BYTES_PER_SECOND,
         ...(config.K8S_AUDIT_TOKENS_FILE ? { tokensFile: config.K8S_AUDIT_TOKENS_FILE } : {}),
+        ...(config.K8S_AUDIT_METRICS_TOKEN_FILE ? { metricsTokensFile: config.K8S_AUDIT_METRICS_TOKEN_FILE } : {}),
         ...(tls
           ? {
               tls: {

@@ -42,6 +42,24 @@ export const ConfigSchema = z.object({
     )
     .optional(),
   K8S_AUDIT_ALLOW_PLAIN_HTTP: Bool.default(false),
+  /** Off loopback the ingest refuses to start without mTLS or bearer tokens unless this is set (docs/security.md). */
+  K8S_AUDIT_ALLOW_UNAUTHENTICATED: Bool.default(false),
+  /** Bearer token(s) that /metrics and /readyz details require (one per line); open when unset. */
+  K8S_AUDIT_METRICS_TOKEN_FILE: z.string().optional(),
+  /** Whole request, body included; a 64 MiB batch needs ~1 MiB/s to make it. */
+  K8S_AUDIT_REQUEST_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(60),
+  /** Request headers (and the TLS handshake) must arrive within this. */
+  K8S_AUDIT_HEADERS_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(10),
+  /** Idle keep-alive connection lifetime: longer than the apiserver's batch wait, so its connections are reused. */
+  K8S_AUDIT_KEEPALIVE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(65),
+  /** A socket with no traffic at all for this long is closed. */
+  K8S_AUDIT_IDLE_TIMEOUT_SECONDS: z.coerce.number().int().min(1).default(120),
+  K8S_AUDIT_MAX_CONNECTIONS: z.coerce.number().int().min(1).default(2048),
+  K8S_AUDIT_MAX_CONNECTIONS_PER_CLIENT: z.coerce.number().int().min(1).default(256),
+  /** A request body arriving slower than this (averaged over 10 s) is cut; 0 disables. */
+  K8S_AUDIT_MIN_BODY_BYTES_PER_SECOND: z.coerce.number().int().min(0).default(1024),
+  /** Nesting kept inside one event; deeper values are replaced by a marker and the event is marked truncated. */
+  K8S_AUDIT_MAX_EVENT_DEPTH: z.coerce.number().int().min(8).max(1000).default(128),
   K8S_AUDIT_MAX_INFLIGHT_BYTES: z.coerce
     .number()
     .int()

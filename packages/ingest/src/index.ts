@@ -1,12 +1,15 @@
 export { createCertificateAuthority, issueCertificate, type Pem, writeKitCertificates } from "./certs.js";
 export { RecentEvents } from "./dedup.js";
 export { FUTURE_STAMP_ANNOTATION, Ingestor, type IngestResult, ingestDedupKey } from "./ingestor.js";
+export { type DepthCut, type DepthMarker, depthMarker, parseJsonGuarded } from "./json-guard.js";
 export { createIngestMetrics, type IngestMetrics } from "./metrics.js";
 export { REDACTED, REDACTED_ANNOTATION, redactEvent, redactRequestURI } from "./redact.js";
+export { checkIngestConfig, LOOPBACK } from "./safe-defaults.js";
 export { createIngestServer, type IngestOptions } from "./server.js";
 export { Spool, type SpoolEntry } from "./spool.js";
+export { type Credential, certificateClusters, decideCluster, tokenClusters } from "./tenancy.js";
 export { readTlsFiles, type TlsFiles, watchFiles } from "./tls.js";
-export { parseTokenFile, TokenSet } from "./tokens.js";
+export { ANY_CLUSTER, parseTokenFile, type TokenBinding, type TokenLine, TokenSet } from "./tokens.js";
 export {
   deadLetterValue,
   ORIGINAL_BYTES_ANNOTATION,

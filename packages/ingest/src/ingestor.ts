@@ -11,10 +11,11 @@ import {
   type Topics,
 } from "@k8s-audit/core";
 import type { RecentEvents } from "./dedup.js";
+import type { DepthCut } from "./json-guard.js";
 import type { IngestMetrics } from "./metrics.js";
 import { redactEvent } from "./redact.js";
 import type { Spool, SpoolEntry } from "./spool.js";
-import { deadLetterValue, truncateEvent } from "./truncate.js";
+import { deadLetterValue, TRUNCATED_ANNOTATION, TRUNCATED_FIELDS_ANNOTATION, truncateEvent } from "./truncate.js";
 
 const MAX_REPORTED_ERRORS = 20;
 
@@ -37,6 +38,37 @@ export const FUTURE_STAMP_ANNOTATION = "k8s-audit.io/future-timestamp-seconds";
 function markFutureStamp(event: AuditEvent, now: number, maxSkewMs: number): void {
   const ahead = Date.parse((event.stageTimestamp ?? event.timestamp) as string) - now;
   if (ahead > maxSkewMs) event.annotations = { ...event.annotations, [FUTURE_STAMP_ANNOTATION]: String(Math.round(ahead / 1000)) };
+}
+
+/** Marks an event whose values nested too deep were replaced (json-guard.ts) as truncated, naming the fields. */
+function markDepthCuts(event: AuditEvent, cuts: DepthCut[]): void {
+  const fields = [...new Set(cuts.map((c) => c.field || "(item)"))];
+  const previous = event.annotations?.[TRUNCATED_FIELDS_ANNOTATION];
+  event.annotations = {
+    ...event.annotations,
+    [TRUNCATED_ANNOTATION]: "true",
+    [TRUNCATED_FIELDS_ANNOTATION]: [...(previous ? [previous] : []), ...fields.map((f) => `${f}(nested too deep)`)].join(","),
+  };
+}
+
+/** The dead letter of an item that failed: as deadLetterValue, or nothing but its auditID if even that fails. */
+function safeDeadLetterValue(item: unknown, maxBytes: number): { value: string; truncated: boolean } {
+  try {
+    return deadLetterValue(item, maxBytes);
+  } catch {
+    return placeholderOf(item);
+  }
+}
+
+/** Used when the item may not even have been redacted: only its auditID leaves. */
+function placeholderOf(item: unknown): { value: string; truncated: boolean } {
+  let id: unknown;
+  try {
+    id = item !== null && typeof item === "object" ? (item as { auditID?: unknown }).auditID : undefined;
+  } catch {
+    // the item is what failed: nothing of it leaves
+  }
+  return { value: JSON.stringify({ auditID: typeof id === "string" ? id.slice(0, 128) : null }), truncated: true };
 }
 
 export interface IngestResult {
@@ -76,7 +108,8 @@ export class Ingestor {
     this.maxEventBytes = options.maxEventBytes ?? 900 * 1024;
   }
 
-  async ingest(body: unknown, cluster: string): Promise<Outcome> {
+  /** `depthCuts`: where the JSON guard replaced values nested too deep (json-guard.ts); those events are marked truncated. */
+  async ingest(body: unknown, cluster: string, depthCuts: readonly DepthCut[] = []): Promise<Outcome> {
     const { topics, metrics } = this.options;
     let items: unknown[];
     try {
@@ -99,51 +132,73 @@ export class Ingestor {
     let truncated = 0;
     const now = Date.now();
 
+    const cutsByItem = new Map<number, DepthCut[]>();
+    for (const cut of depthCuts) {
+      const list = cutsByItem.get(cut.item);
+      if (list) list.push(cut);
+      else cutsByItem.set(cut.item, [cut]);
+    }
+
     items.forEach((item, index) => {
-      // Redact first: even an invalid item bound for the dead-letter topic must not carry secret values.
-      if (this.options.redact !== false && redactEvent(item).length > 0) metrics.redacted.inc();
-      const parsed = AuditEventSchema.safeParse(item);
-      if (!parsed.success) {
-        const reason = describeIssues(parsed.error);
+      const cuts = cutsByItem.get(index);
+      const dead = (reason: string, value: { value: string; truncated: boolean }) => {
         if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index, reason });
-        metrics.rejected.inc({ reason: "invalid_event" });
-        // A dead letter too large (or nested too deep) to store would fail the whole batch: it is stored capped instead.
-        const dead = deadLetterValue(item, this.maxEventBytes);
         deadLetters.push({
-          value: dead.value,
+          value: value.value,
           headers: {
-            "x-k8s-audit-reason": `invalid event: ${reason}`,
+            "x-k8s-audit-reason": reason,
             "x-k8s-audit-stage": "ingest",
             "x-k8s-audit-cluster": cluster,
-            ...(dead.truncated ? { "x-k8s-audit-truncated": "true" } : {}),
+            ...(value.truncated || cuts ? { "x-k8s-audit-truncated": "true" } : {}),
           },
         });
-        return;
-      }
-      // zod's output is a fresh object: stamp it in place rather than copy it.
-      const event: AuditEvent = parsed.data;
-      event.cluster = cluster;
-      markFutureStamp(event, now, this.options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS);
-      const key = ingestDedupKey(cluster, event);
-      if (batchKeys.has(key) || this.options.dedup?.has(key)) {
-        deduplicated++;
-        return;
-      }
-      batchKeys.add(key);
-      newKeys.push(key);
-      let value: string | undefined;
-      let bytes: number | undefined;
+      };
+      // One item's failure (a walker's RangeError, a bug) is that item's dead letter, never a 5xx for the whole batch.
+      let redacted = this.options.redact === false;
       try {
-        value = JSON.stringify(event);
-        bytes = Buffer.byteLength(value);
-      } catch {
-        // A body nested deeper than JSON.stringify can go (the apiserver accepts 10,000 levels): cut like an oversize one.
+        // Redact first: even an invalid item bound for the dead-letter topic must not carry secret values.
+        if (this.options.redact !== false && redactEvent(item).length > 0) metrics.redacted.inc();
+        redacted = true;
+        const parsed = AuditEventSchema.safeParse(item);
+        if (!parsed.success) {
+          metrics.rejected.inc({ reason: "invalid_event" });
+          // A dead letter too large (or nested too deep) to store would fail the whole batch: it is stored capped instead.
+          dead(`invalid event: ${describeIssues(parsed.error)}`, deadLetterValue(item, this.maxEventBytes));
+          return;
+        }
+        // zod's output is a fresh object: stamp it in place rather than copy it.
+        const event: AuditEvent = parsed.data;
+        event.cluster = cluster;
+        if (cuts) markDepthCuts(event, cuts);
+        markFutureStamp(event, now, this.options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS);
+        const key = ingestDedupKey(cluster, event);
+        if (batchKeys.has(key) || this.options.dedup?.has(key)) {
+          deduplicated++;
+          return;
+        }
+        let value: string | undefined;
+        let bytes: number | undefined;
+        try {
+          value = JSON.stringify(event);
+          bytes = Buffer.byteLength(value);
+        } catch {
+          // A body nested deeper than JSON.stringify can go (the apiserver accepts 10,000 levels): cut like an oversize one.
+        }
+        if (value === undefined || bytes === undefined || bytes > this.maxEventBytes) {
+          value = truncateEvent(event, this.maxEventBytes, bytes);
+          truncated++;
+        } else if (cuts) {
+          truncated++;
+        }
+        // Recorded only once the event is certain to be stored: a key of an event that failed would drop its re-send.
+        batchKeys.add(key);
+        newKeys.push(key);
+        events.push({ key: `${cluster}/${event.auditID}`, value });
+      } catch (err) {
+        metrics.rejected.inc({ reason: "ingest_error" });
+        this.options.logger.warn({ err: (err as Error).message, index, cluster }, "one item of a batch failed; dead-lettered");
+        dead(`ingest failed: ${(err as Error).message}`, redacted ? safeDeadLetterValue(item, this.maxEventBytes) : placeholderOf(item));
       }
-      if (value === undefined || bytes === undefined || bytes > this.maxEventBytes) {
-        value = truncateEvent(event, this.maxEventBytes, bytes);
-        truncated++;
-      }
-      events.push({ key: `${cluster}/${event.auditID}`, value });
     });
     metrics.deduped.inc(deduplicated);
     metrics.truncated.inc(truncated);

@@ -36,6 +36,29 @@ export function createIngestMetrics() {
       registers: [registry],
     }),
     inflightBytes: new Gauge({ name: `${prefix}inflight_bytes`, help: "Request body bytes being processed", registers: [registry] }),
+    authFailures: new Counter({
+      name: `${prefix}auth_failures_total`,
+      help: "Requests refused before their body was read: 401 (credential) or 403 (cluster not bound to it), by reason",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    tlsHandshakeFailures: new Counter({
+      name: `${prefix}tls_handshake_failures_total`,
+      help: "TLS handshakes that failed (with mTLS alone: clients without a valid certificate)",
+      registers: [registry],
+    }),
+    connections: new Gauge({ name: `${prefix}connections`, help: "Open client connections", registers: [registry] }),
+    connectionsRefused: new Counter({
+      name: `${prefix}connections_refused_total`,
+      help: "Connections closed at accept: over the per-client or the total cap",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    slowBodiesCut: new Counter({
+      name: `${prefix}slow_bodies_cut_total`,
+      help: "Connections closed because their request body arrived slower than the floor",
+      registers: [registry],
+    }),
     refusedOverload: new Counter({
       name: `${prefix}overload_refusals_total`,
       help: "Requests refused with 429/503 to push back",

@@ -1,10 +1,14 @@
+import type { Socket } from "node:net";
+import { Transform } from "node:stream";
 import type { TLSSocket } from "node:tls";
 import type { Bus, Logger, Topics } from "@k8s-audit/core";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from "fastify";
 import type { RecentEvents } from "./dedup.js";
 import { Ingestor } from "./ingestor.js";
+import { type DepthCut, parseJsonGuarded } from "./json-guard.js";
 import { createIngestMetrics, type IngestMetrics } from "./metrics.js";
 import type { Spool } from "./spool.js";
+import { type Credential, certificateClusters, decideCluster, tokenClusters } from "./tenancy.js";
 import { readTlsFiles, type TlsFiles, watchFiles } from "./tls.js";
 import { TokenSet } from "./tokens.js";
 
@@ -12,7 +16,10 @@ export interface IngestOptions {
   bus: Bus;
   topics: Topics;
   logger: Logger;
-  /** Cluster stamped on events when neither the URL path, the header nor the client certificate names one. */
+  /**
+   * The cluster of a request that names none, when its credential is bound to any cluster (or there is no
+   * authentication); the only cluster a bare token line or a certificate without a cluster may write.
+   */
   defaultCluster: string;
   /** Largest request body (default 64 MiB; the apiserver sends up to 400 events, each possibly large). */
   bodyLimitBytes?: number;
@@ -20,14 +27,22 @@ export interface IngestOptions {
   maxInflightBytes?: number;
   /** Events larger than this lose bulk until they fit, keeping what rules read (truncate.ts; default 900 KiB, under Kafka's 1 MB). */
   maxEventBytes?: number;
+  /** Nesting kept inside one event; deeper values become a marker and the event is marked truncated (default 128). */
+  maxEventDepth?: number;
   /** Events stamped further ahead of the ingest's clock are kept and marked (default 5 minutes). */
   maxFutureSkewMs?: number;
-  /** Serve HTTPS from these files (reloaded on change); with clientCa, clients must present a certificate it signed. */
+  /**
+   * Serve HTTPS from these files (reloaded on change); with clientCa, clients must present a certificate it signed. With
+   * clientCa and no tokens the certificate is checked in the TLS handshake: a client without one never gets to HTTP.
+   */
   tls?: TlsFiles & { allowedSubjects?: string[] };
-  /** Bearer tokens, one per line; reloaded on change. */
+  /** Bearer tokens, one per line (`<token> <cluster>[,<cluster>…]`, see tokens.ts); reloaded on change. */
   tokensFile?: string;
   /** Bearer tokens given directly (tests, embedding). */
   tokens?: TokenSet;
+  /** Token(s) that /metrics and the details of /readyz require; both are open when neither is set. */
+  metricsTokensFile?: string;
+  metricsTokens?: TokenSet;
   spool?: Spool;
   dedup?: RecentEvents;
   /** Redaction of secret values; on unless explicitly disabled. */
@@ -37,39 +52,93 @@ export interface IngestOptions {
   publishTimeoutMs?: number;
   /** How often TLS and token files are checked for changes. */
   reloadIntervalMs?: number;
+  /** Whole request, body included (default 60 s). */
+  requestTimeoutMs?: number;
+  /** Request headers, and the TLS handshake before them (default 10 s). */
+  headersTimeoutMs?: number;
+  /** Idle keep-alive connections are closed after this (default 65 s: the apiserver reuses its connections). */
+  keepAliveTimeoutMs?: number;
+  /** A socket without any traffic for this long is closed (default 120 s). */
+  idleTimeoutMs?: number;
+  /** Open connections in all (default 2048) and from one client address (default 256); more are closed at accept. */
+  maxConnections?: number;
+  maxConnectionsPerClient?: number;
+  /** A body arriving slower than this, averaged over 10 s, is cut (default 1024; 0 disables). */
+  minBodyBytesPerSecond?: number;
+  /** The window the body-rate floor is averaged over (default 10 s). */
+  bodyRateWindowMs?: number;
   metrics?: IngestMetrics;
   /** Other stages' registries in the same process (the embedded `start`), served on the same /metrics. */
   moreMetrics?: { metrics(): Promise<string> }[];
 }
 
-const CLUSTER_NAME = /^[a-zA-Z0-9._-]{1,128}$/;
 /** Reserved for a request without Content-Length (chunked) until its real size is known. */
 const UNKNOWN_LENGTH_RESERVATION = 1024 * 1024;
+/** At most one log line per this interval for failed handshakes (a scanner can make thousands). */
+const HANDSHAKE_LOG_INTERVAL_MS = 10_000;
 
 /**
- * The audit webhook receiver: authentication (mTLS and/or bearer tokens), backpressure (429 past the in-flight bytes
- * bound, 503 when nothing can be stored), then the Ingestor does validation, redaction, dedup and durable storage.
+ * The audit webhook receiver. Order matters, so an unauthenticated client costs O(headers): TLS (with mTLS alone, the
+ * client certificate is verified in the handshake); then, in `onRequest`, before any body byte is reserved or read,
+ * authentication (certificate and/or constant-time bearer token) and the cluster the credential may write (401/403 close
+ * the connection, so an unread body is never drained); then backpressure (429 past the in-flight bytes bound); then the
+ * body is read, parsed with a depth guard (json-guard.ts), and the Ingestor validates, redacts, dedups and stores it.
  */
 export function createIngestServer(options: IngestOptions): FastifyInstance & { metrics: IngestMetrics } {
   const { logger } = options;
   const metrics = options.metrics ?? createIngestMetrics();
   const retryAfter = String(options.retryAfterSeconds ?? 5);
   const tokens = options.tokens ?? (options.tokensFile ? TokenSet.fromFile(options.tokensFile) : undefined);
+  const metricsTokens = options.metricsTokens ?? (options.metricsTokensFile ? TokenSet.fromFile(options.metricsTokensFile) : undefined);
   const mtls = Boolean(options.tls?.clientCa);
+  // mTLS as the only method: verify in the handshake. With tokens too, a client without a certificate must reach HTTP
+  // to show its token, so the certificate is checked in onRequest instead.
+  const verifyInHandshake = mtls && !tokens;
   const allowedSubjects = options.tls?.allowedSubjects?.length ? new Set(options.tls.allowedSubjects) : undefined;
+  const bodyLimit = options.bodyLimitBytes ?? 64 * 1024 * 1024;
+  const maxEventDepth = options.maxEventDepth ?? 128;
+  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const serverTimeouts = {
+    headersTimeout,
+    // Node checks the headers and request timeouts on this interval; its 30 s default would let them overrun.
+    connectionsCheckingInterval: Math.min(250, headersTimeout / 4),
+  };
 
   // One instance type for HTTP and HTTPS: the routes never touch the raw server.
   const app = Fastify({
     loggerInstance: logger.child({ component: "ingest" }) as FastifyBaseLogger,
     // Per-request log lines would be one per apiserver batch: metrics count those; logs keep the exceptions.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: options.bodyLimitBytes ?? 64 * 1024 * 1024,
+    bodyLimit,
+    requestTimeout: options.requestTimeoutMs ?? 60_000,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
+    connectionTimeout: options.idleTimeoutMs ?? 120_000,
     // The apiserver keeps connections alive between batches; close idle ones promptly on shutdown.
     forceCloseConnections: "idle",
     ...(options.tls
-      ? { https: { ...readTlsFiles(options.tls), requestCert: mtls, rejectUnauthorized: false, minVersion: "TLSv1.2" as const } }
-      : {}),
+      ? {
+          https: {
+            ...readTlsFiles(options.tls),
+            ...serverTimeouts,
+            requestCert: mtls,
+            rejectUnauthorized: verifyInHandshake,
+            handshakeTimeout: headersTimeout,
+            minVersion: "TLSv1.2" as const,
+          },
+        }
+      : { http: serverTimeouts }),
   }) as unknown as FastifyInstance;
+
+  limitConnections(app, options.maxConnections ?? 2048, options.maxConnectionsPerClient ?? 256, metrics);
+  let lastHandshakeLog = 0;
+  app.server.on("tlsClientError", (err: Error) => {
+    metrics.tlsHandshakeFailures.inc();
+    const now = Date.now();
+    if (now - lastHandshakeLog > HANDSHAKE_LOG_INTERVAL_MS) {
+      lastHandshakeLog = now;
+      logger.info({ err: err.message }, "TLS handshake failed (logged at most every 10 s; see tls_handshake_failures_total)");
+    }
+  });
 
   const stopWatching: (() => void)[] = [];
   if (options.tls) {
@@ -91,29 +160,27 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
       ),
     );
   }
-  if (options.tokensFile && tokens) {
-    const file = options.tokensFile;
-    stopWatching.push(
-      watchFiles(
-        [file],
-        () => {
-          try {
-            tokens.load(file);
-            logger.info({ file, tokens: tokens.size }, "bearer tokens reloaded");
-          } catch (err) {
-            logger.error({ err: (err as Error).message }, "token reload failed; keeping the previous tokens");
-          }
-        },
-        options.reloadIntervalMs,
-      ),
-    );
+  for (const [file, set] of [
+    [options.tokensFile, options.tokensFile ? tokens : undefined],
+    [options.metricsTokensFile, options.metricsTokensFile ? metricsTokens : undefined],
+  ] as const) {
+    if (file && set) stopWatching.push(watchFiles([file], () => reloadTokens(file, set, logger), options.reloadIntervalMs));
   }
 
   const ingestor = new Ingestor({ ...options, metrics });
 
-  app.addContentTypeParser(["application/json", "text/plain"], { parseAs: "string" }, (_req, body, done) => {
+  // What onRequest decided and the parser found, for the handler.
+  const clusterOf = new WeakMap<FastifyRequest, string>();
+  const depthCutsOf = new WeakMap<FastifyRequest, DepthCut[]>();
+
+  // application/json only: what the apiserver sends. A text/plain POST is what a web page can send cross-origin without a
+  // preflight; Fastify answers 415 for any other type.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (req, body, done) => {
     try {
-      done(null, JSON.parse(body as string));
+      const { value, cuts } = parseJsonGuarded(body as string, maxEventDepth);
+      if (cuts.length > 0) depthCutsOf.set(req, cuts);
+      done(null, value);
     } catch (err) {
       const e = new Error(`malformed JSON: ${(err as Error).message}`) as Error & { statusCode: number };
       e.statusCode = 400;
@@ -127,7 +194,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     void reply.code(status).send({ error: err.message });
   });
 
-  // Backpressure on bytes in flight, decided before the body is read.
+  // Backpressure on bytes in flight, decided before the body is read (and after authentication).
   let inflight = 0;
   const maxInflight = options.maxInflightBytes ?? 256 * 1024 * 1024;
   const reserved = new WeakMap<FastifyRequest, number>();
@@ -139,77 +206,126 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
       metrics.inflightBytes.set(inflight);
     }
   };
+
+  const bodyRate = watchBodyRate(options.minBodyBytesPerSecond ?? 1024, options.bodyRateWindowMs ?? 10_000, metrics, logger);
+  app.addHook("preParsing", async (req, _reply, payload) => bodyRate.count(req, payload));
+
+  /** Refuses before the body: the connection closes, so an unread body is not drained. */
+  const refuse = (reply: FastifyReply, status: number, reason: string, headers: Record<string, string> = {}) =>
+    reply
+      .code(status)
+      .headers({ connection: "close", ...headers })
+      .send({ error: reason });
+
   app.addHook("onRequest", async (req, reply) => {
-    if (req.method !== "POST") return;
-    const length = Number(req.headers["content-length"] ?? UNKNOWN_LENGTH_RESERVATION);
+    const isAudit = req.method === "POST" && req.routeOptions.url?.startsWith("/audit") === true;
+    if (!isAudit) {
+      // Nothing else takes a body: do not read one.
+      if (hasBody(req)) reply.header("connection", "close");
+      return;
+    }
+    const credential = authenticate(req);
+    if ("reason" in credential) {
+      metrics.authFailures.inc({ reason: credential.metric });
+      return refuse(reply, 401, credential.reason, { "WWW-Authenticate": 'Bearer realm="k8s-audit"' });
+    }
+    const decision = decideCluster(
+      credential,
+      { path: (req.params as { cluster?: string }).cluster, header: req.headers["x-k8s-audit-cluster"] },
+      options.defaultCluster,
+    );
+    if (!decision.ok) {
+      metrics.authFailures.inc({ reason: decision.status === 403 ? "cluster_not_bound" : "bad_cluster" });
+      return refuse(reply, decision.status, decision.reason);
+    }
+    clusterOf.set(req, decision.cluster);
+
+    const declared = req.headers["content-length"] === undefined ? undefined : Number(req.headers["content-length"]);
+    if (declared !== undefined && declared > bodyLimit)
+      return refuse(reply, 413, `request body of ${declared} bytes is over the limit of ${bodyLimit}`);
+    const length = declared ?? UNKNOWN_LENGTH_RESERVATION;
     if (inflight > 0 && inflight + length > maxInflight) {
       metrics.refusedOverload.inc({ code: "429" });
-      return reply.code(429).header("Retry-After", "1").send({ error: "too many bytes in flight; retry shortly" });
+      return refuse(reply, 429, "too many bytes in flight; retry shortly", { "Retry-After": "1" });
     }
     inflight += length;
     reserved.set(req, length);
     metrics.inflightBytes.set(inflight);
   });
+  // The body has been read and parsed: from here on its speed is ours, not the client's.
+  app.addHook("preValidation", async (req) => bodyRate.done(req));
   app.addHook("onResponse", async (req, reply) => {
     release(req);
+    bodyRate.done(req);
     if (req.method === "POST") metrics.requests.inc({ code: String(reply.statusCode) });
   });
-  app.addHook("onRequestAbort", async (req) => release(req));
+  app.addHook("onRequestAbort", async (req) => {
+    release(req);
+    bodyRate.done(req);
+  });
   app.addHook("onClose", async () => {
     for (const stop of stopWatching) stop();
+    bodyRate.stop();
   });
 
+  /** With a metrics token configured, true only when the request carries it. */
+  const mayReadMetrics = (req: FastifyRequest) => !metricsTokens || metricsTokens.verifyAuthorization(req.headers.authorization);
+
   app.get("/healthz", async () => ({ status: "ok" }));
-  app.get("/readyz", async (_req, reply) => {
+  app.get("/readyz", async (req, reply) => {
     const ready = await options.bus.ping();
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "kafka unreachable", spooledBytes: options.spool?.size ?? 0 });
+    const details = mayReadMetrics(req) ? { spooledBytes: options.spool?.size ?? 0 } : {};
+    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "kafka unreachable", ...details });
   });
-  app.get("/metrics", async (_req, reply) => {
+  app.get("/metrics", async (req, reply) => {
+    if (!mayReadMetrics(req))
+      return reply
+        .code(401)
+        .header("WWW-Authenticate", 'Bearer realm="k8s-audit-metrics"')
+        .send({ error: "missing or invalid metrics token" });
     const texts = await Promise.all([metrics.registry, ...(options.moreMetrics ?? [])].map((r) => r.metrics()));
     return reply.header("content-type", metrics.registry.contentType).send(texts.join("\n"));
   });
 
-  /** Returns the client certificate's identity when mTLS admits it, or the reason it does not. */
-  const certificateCheck = (req: FastifyRequest): { ok: true; ou?: string } | { ok: false; reason: string } => {
+  /** The client certificate's credential when mTLS admits it, or the reason it does not. */
+  const certificateCredential = (req: FastifyRequest): Credential | { reason: string; metric: string } => {
     const socket = req.raw.socket as TLSSocket;
     const cert = typeof socket.getPeerCertificate === "function" ? socket.getPeerCertificate() : undefined;
-    if (!cert || Object.keys(cert).length === 0) return { ok: false, reason: "no client certificate" };
-    if (!socket.authorized) return { ok: false, reason: `client certificate rejected: ${String(socket.authorizationError)}` };
+    if (!cert || Object.keys(cert).length === 0) return { reason: "no client certificate", metric: "no_certificate" };
+    if (!socket.authorized)
+      return { reason: `client certificate rejected: ${String(socket.authorizationError)}`, metric: "bad_certificate" };
     const cn = first(cert.subject?.CN);
     if (allowedSubjects && !(cn && allowedSubjects.has(cn)))
-      return { ok: false, reason: `client certificate subject CN=${cn ?? "(none)"} is not allowed` };
-    return { ok: true, ou: first(cert.subject?.OU) };
+      return { reason: `client certificate subject CN=${cn ?? "(none)"} is not allowed`, metric: "subject_not_allowed" };
+    const bound = certificateClusters(cert, options.defaultCluster);
+    if ("reason" in bound) return { reason: bound.reason, metric: "bad_certificate" };
+    return { method: "certificate", who: `client certificate CN=${cn ?? "(none)"}`, clusters: bound.clusters };
   };
 
-  const authenticate = (req: FastifyRequest, reply: FastifyReply): { ok: boolean; certCluster?: string } => {
-    if (!mtls && !tokens) return { ok: true };
-    let reason = "";
+  /** A valid certificate is authoritative; a token is consulted when there is none (or it is not accepted). */
+  const authenticate = (req: FastifyRequest): Credential | { reason: string; metric: string } => {
+    if (!mtls && !tokens) return { method: "none", who: "unauthenticated client", clusters: "*" };
+    let failure: { reason: string; metric: string } | undefined;
     if (mtls) {
-      const check = certificateCheck(req);
-      if (check.ok) return { ok: true, certCluster: check.ou };
-      reason = check.reason;
+      const cert = certificateCredential(req);
+      if (!("reason" in cert)) return cert;
+      failure = cert;
     }
     if (tokens) {
-      if (tokens.verifyAuthorization(req.headers.authorization)) return { ok: true };
-      reason = reason ? `${reason}; and no valid bearer token` : "missing or invalid bearer token";
+      const binding = tokens.verify(req.headers.authorization);
+      if (binding) return { method: "token", who: "bearer token", clusters: tokenClusters(binding.clusters, options.defaultCluster) };
+      failure = failure
+        ? { reason: `${failure.reason}; and no valid bearer token`, metric: failure.metric }
+        : { reason: "missing or invalid bearer token", metric: "bad_token" };
     }
-    void reply.code(401).header("WWW-Authenticate", 'Bearer realm="k8s-audit"').send({ error: reason });
-    return { ok: false };
-  };
-
-  const clusterOf = (req: FastifyRequest<{ Params: { cluster?: string } }>, certCluster?: string): string | Error => {
-    const header = req.headers["x-k8s-audit-cluster"];
-    const name = req.params.cluster ?? (typeof header === "string" ? header : undefined) ?? certCluster ?? options.defaultCluster;
-    return CLUSTER_NAME.test(name) ? name : new Error(`invalid cluster name ${JSON.stringify(name)} (allowed: [a-zA-Z0-9._-], ≤128)`);
+    return failure ?? { reason: "unauthenticated", metric: "unauthenticated" };
   };
 
   for (const url of ["/audit", "/audit/:cluster"]) {
-    app.post<{ Params: { cluster?: string } }>(url, async (req, reply) => {
-      const auth = authenticate(req, reply);
-      if (!auth.ok) return reply;
-      const cluster = clusterOf(req, auth.certCluster);
-      if (cluster instanceof Error) return reply.code(400).send({ error: cluster.message });
-      const result = await ingestor.ingest(req.body, cluster);
+    app.post(url, async (req, reply) => {
+      const cluster = clusterOf.get(req);
+      if (cluster === undefined) throw new Error("no cluster decided for an authenticated request");
+      const result = await ingestor.ingest(req.body, cluster, depthCutsOf.get(req));
       if (result.status === 503) {
         metrics.refusedOverload.inc({ code: "503" });
         reply.header("Retry-After", retryAfter);
@@ -223,4 +339,120 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
 
 function first(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
+}
+
+function hasBody(req: FastifyRequest): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
+/**
+ * Reloads a token file. A deleted file revokes every token (an operator deleting it means "nobody"), as does an empty
+ * one; a malformed line is left out (the other lines, and so any revocation in the same edit, take effect); any other
+ * read error (permissions, I/O) keeps the previous tokens and is logged: it says nothing about who should be let in.
+ */
+function reloadTokens(file: string, tokens: TokenSet, logger: Logger): void {
+  try {
+    const errors = tokens.load(file);
+    if (errors.length > 0) logger.error({ file, errors }, "token file has malformed lines; they are ignored");
+    if (tokens.size === 0) logger.warn({ file }, "token file is empty: every bearer token is revoked");
+    else logger.info({ file, tokens: tokens.size }, "bearer tokens reloaded");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      tokens.set([]);
+      logger.warn({ file }, "token file deleted: every bearer token is revoked");
+    } else {
+      logger.error({ file, err: (err as Error).message }, "token file unreadable; keeping the previous tokens");
+    }
+  }
+}
+
+/**
+ * Closes connections at accept beyond `total` open ones or `perClient` from one address, before TLS: a single
+ * address cannot hold every slot, and nothing is spent on the connections refused.
+ */
+function limitConnections(app: FastifyInstance, total: number, perClient: number, metrics: IngestMetrics): void {
+  const server = app.server;
+  const byAddress = new Map<string, number>();
+  let open = 0;
+  server.on("connection", (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) {
+      socket.destroy();
+      return;
+    }
+    const mine = byAddress.get(address) ?? 0;
+    if (open >= total || mine >= perClient) {
+      metrics.connectionsRefused.inc({ reason: open >= total ? "total" : "per_client" });
+      socket.destroy();
+      return;
+    }
+    open++;
+    byAddress.set(address, mine + 1);
+    metrics.connections.set(open);
+    socket.once("close", () => {
+      open--;
+      const left = (byAddress.get(address) ?? 1) - 1;
+      if (left > 0) byAddress.set(address, left);
+      else byAddress.delete(address);
+      metrics.connections.set(open);
+    });
+  });
+}
+
+/**
+ * The body-rate floor: a request whose body arrives slower than `minBytesPerSecond` over a window has its
+ * connection closed. (The request timeout bounds a slow body too, but only after a minute per connection.)
+ */
+function watchBodyRate(minBytesPerSecond: number, windowMs: number, metrics: IngestMetrics, logger: Logger) {
+  const watched = new Map<FastifyRequest, { bytes: number; markAt: number; markBytes: number }>();
+  const timer =
+    minBytesPerSecond > 0
+      ? setInterval(
+          () => {
+            const now = Date.now();
+            for (const [req, w] of watched) {
+              if (now - w.markAt < windowMs) continue;
+              if (((w.bytes - w.markBytes) * 1000) / (now - w.markAt) < minBytesPerSecond) {
+                watched.delete(req);
+                metrics.slowBodiesCut.inc();
+                logger.warn(
+                  { client: req.ip, received: w.bytes },
+                  `request body slower than ${minBytesPerSecond} bytes/s; connection closed`,
+                );
+                req.raw.socket.destroy();
+                continue;
+              }
+              w.markAt = now;
+              w.markBytes = w.bytes;
+            }
+          },
+          Math.min(1000, windowMs / 4),
+        )
+      : undefined;
+  timer?.unref();
+  return {
+    count(req: FastifyRequest, payload: NodeJS.ReadableStream): NodeJS.ReadableStream {
+      if (!timer || req.method !== "POST") return payload;
+      const w = { bytes: 0, markAt: Date.now(), markBytes: 0 };
+      watched.set(req, w);
+      const counter = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          w.bytes += chunk.length;
+          // Fastify compares this with Content-Length and the body limit.
+          (counter as unknown as { receivedEncodedLength: number }).receivedEncodedLength = w.bytes;
+          callback(null, chunk);
+        },
+      });
+      payload.on("error", (err) => counter.destroy(err));
+      return payload.pipe(counter);
+    },
+    done(req: FastifyRequest): void {
+      watched.delete(req);
+    },
+    stop(): void {
+      if (timer) clearInterval(timer);
+      watched.clear();
+    },
+  };
 }

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Bus, BusMessage, Logger } from "@k8s-audit/core";
@@ -31,10 +31,22 @@ export class Spool {
     private readonly logger: Logger,
     private readonly onBytes: (bytes: number) => void = () => {},
   ) {
-    mkdirSync(dir, { recursive: true });
+    // Spooled events are the cluster's audit trail: readable by the ingest's user only.
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    try {
+      chmodSync(dir, 0o700);
+    } catch (err) {
+      logger.warn({ dir, err: (err as Error).message }, "cannot make the spool folder private (0700)");
+    }
     for (const name of readdirSync(dir).sort()) {
       const m = SEGMENT.exec(name);
       if (!m) continue;
+      // Segments written by an older version may be world-readable.
+      try {
+        chmodSync(join(dir, name), 0o600);
+      } catch {
+        // not ours to change; the folder's 0700 still keeps others out
+      }
       const size = statSync(join(dir, name)).size;
       this.files.push({ name, size });
       this.bytes += size;
@@ -59,7 +71,7 @@ export class Spool {
     const name = `${String(++this.seq).padStart(12, "0")}.json`;
     const tmp = join(this.dir, `${name}.tmp`);
     try {
-      const fh = await open(tmp, "w");
+      const fh = await open(tmp, "w", 0o600);
       try {
         await fh.writeFile(data);
         await fh.datasync();
