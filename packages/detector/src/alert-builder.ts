@@ -1,4 +1,13 @@
-import { type Alert, type AuditEvent, alertId, ecsEntities, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
+import {
+  type Alert,
+  type AuditEvent,
+  alertId,
+  ecsEntities,
+  eventTime,
+  redactRequestURI,
+  redactText,
+  SEVERITY_SCORES,
+} from "@k8s-audit/core";
 import type { CompiledRule } from "./loader.js";
 import { TACTICS, tacticReference, techniqueReference } from "./mitre.js";
 import { authenticatedUser, effectiveUser, failed } from "./request.js";
@@ -6,9 +15,9 @@ import type { RuleDefinition } from "./rule.js";
 
 export const RULESET = "k8s-audit-pipeline";
 
-function describeTarget(event: AuditEvent): string {
+function describeTarget(event: AuditEvent, requestURI: string): string {
   const ref = event.objectRef;
-  if (!ref?.resource) return event.requestURI;
+  if (!ref?.resource) return requestURI;
   const kind = ref.subresource ? `${ref.resource}/${ref.subresource}` : ref.resource;
   const name = ref.name ? `${kind} ${ref.name}` : kind;
   return ref.namespace ? `${name} in namespace ${ref.namespace}` : name;
@@ -57,10 +66,14 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
   const related = [...new Set([authenticated, user].filter((u): u is string => Boolean(u)))];
   const cut = truncated(event);
   const entities = ecsEntities(event);
+  // Scrubbed here as well as at the ingest and in replay: an alert must never carry an exec command's password or a
+  // URL's token, whatever path the event took to the detector (docs/redaction.md).
+  const requestURI = redactRequestURI(event.requestURI).uri;
+  const reason = attempt === undefined ? undefined : (redactText(attempt) ?? attempt);
 
   return {
     "@timestamp": eventTime(event),
-    message: `${name}: ${actor} ${event.verb} ${describeTarget(event)}${cut ? " (body truncated)" : ""}`,
+    message: `${name}: ${actor} ${event.verb} ${describeTarget(event, requestURI)}${cut ? " (body truncated)" : ""}`,
     event: {
       kind: "alert",
       id,
@@ -68,7 +81,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
       type: def.type,
       action: event.verb,
       outcome: code === undefined && decision === undefined ? "unknown" : failed(event) ? "failure" : "success",
-      ...(attempt === undefined ? {} : { reason: attempt }),
+      ...(reason === undefined ? {} : { reason }),
       severity: SEVERITY_SCORES[severity],
       risk_score: attempt === undefined ? (def.risk_score ?? SEVERITY_SCORES[severity]) : SEVERITY_SCORES[severity],
       dataset: "k8s_audit.alert",
@@ -95,7 +108,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
       audit: {
         auditID: [event.auditID],
         verb: event.verb,
-        requestURI: event.requestURI,
+        requestURI,
         stage: event.stage,
         level: event.level,
         ...(event.requestReceivedTimestamp ? { requestReceivedTimestamp: event.requestReceivedTimestamp } : {}),

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import { type AuditEvent, eventTime, looksLikeAuditEvent, whyNotAnAuditEvent } from "@k8s-audit/core";
+import { type AuditEvent, eventTime, looksLikeAuditEvent, redactEvent, whyNotAnAuditEvent } from "@k8s-audit/core";
 import { type InputFile, lineBatches, openInput } from "./files.js";
 import { decodeRecord } from "./formats.js";
 import { type Entry, timeMicros } from "./order.js";
@@ -10,6 +10,11 @@ export interface ReadContext {
   /** Archives rarely say which cluster they come from: events without one are taken as this cluster. */
   defaultCluster?: string;
   accept: (event: AuditEvent) => boolean;
+  /**
+   * Run the pipeline's one redactor on every record as it is read, before filters, detection and every sink
+   * (docs/redaction.md). Off only for `--no-redact`.
+   */
+  redact: boolean;
   counts: { eventsRead: number; matched: number };
   malformed: (file: string, line: number, reason: string) => void;
   onBytes: (file: string, n: number) => void;
@@ -62,7 +67,7 @@ class LogReader {
               wholeDocument = true;
               break reading;
             }
-            this.context.malformed(file.path, place.line, `malformed JSON: ${(err as Error).message}`);
+            this.context.malformed(file.path, place.line, `malformed JSON: ${describeJsonError(err)}`);
             continue;
           }
           this.seq = decodeInto(value, place, this.seq, this.context, batch);
@@ -84,7 +89,7 @@ class LogReader {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      this.context.malformed(path, 1, `malformed JSON document: ${(err as Error).message}`);
+      this.context.malformed(path, 1, `malformed JSON document: ${describeJsonError(err)}`);
       return batch;
     }
     this.seq = decodeInto(value, { input: this.input, file: path, line: 1 }, this.seq, this.context, batch);
@@ -101,11 +106,14 @@ function decodeInto(value: unknown, place: Place, seq: number, context: ReadCont
   try {
     decoded = decodeRecord(value);
   } catch (err) {
-    context.malformed(place.file, place.line, `malformed envelope: ${(err as Error).message}`);
+    context.malformed(place.file, place.line, `malformed envelope: ${describeJsonError(err)}`);
     return seq;
   }
   for (const { event } of decoded) {
     context.counts.eventsRead++;
+    // Before anything else sees it: the filters' reports, the detector (so alerts are built from redacted events) and
+    // every sink (Kafka, webhook, Elasticsearch, stdout, the alerts file).
+    if (context.redact) redactEvent(event);
     // An event needs a time to be put in order: one without a usable one is as malformed as one without an auditID.
     const micros = looksLikeAuditEvent(event) ? timeOf(event) : Number.NaN;
     if (Number.isNaN(micros)) {
@@ -134,4 +142,16 @@ function decodeInto(value: unknown, place: Place, seq: number, context: ReadCont
 function timeOf(event: AuditEvent): number {
   const time: unknown = eventTime(event);
   return typeof time === "string" ? timeMicros(time) : Number.NaN;
+}
+
+/**
+ * A JSON syntax error without the text V8 quotes from the input (`Unexpected token 'x', "…the record…" is not valid
+ * JSON`): a malformed record can hold a secret, and the reason is printed to stderr. Keeps the position.
+ */
+export function describeJsonError(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const quote = message.indexOf('"');
+  const kept = quote < 0 ? message : `${message.slice(0, quote).replace(/[,\s]+$/, "")} (input not shown)`;
+  const position = /at position \d+(?: \(line \d+ column \d+\))?/.exec(message)?.[0];
+  return position && !kept.includes(position) ? `${kept} ${position}` : kept;
 }

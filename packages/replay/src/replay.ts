@@ -35,6 +35,11 @@ export interface ReplayOptions {
   maxFutureSkewMs?: number;
   /** The wall clock, ms since the epoch, taken once at the start (default Date.now()): future events, relative filters. */
   now?: number;
+  /**
+   * Redact every event as it is read, with the same redactor as the ingest (default true): archives hold Secret
+   * values, tokens and passwords in commands, and replay writes to Kafka, Elasticsearch, stdout and files.
+   */
+  redact?: boolean;
 }
 
 export interface MalformedRecord {
@@ -136,6 +141,7 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
   const context: ReadContext = {
     defaultCluster: options.defaultCluster,
     accept: compileFilters(options.filters ?? {}, now),
+    redact: options.redact !== false,
     counts: summary,
     malformed: (file, line, reason) => {
       summary.malformed++;

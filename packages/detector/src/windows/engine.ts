@@ -4,6 +4,7 @@ import {
   alertId,
   DEFAULT_MAX_FUTURE_SKEW_MS,
   eventTime,
+  redactRequestURI,
   SEVERITY_SCORES,
   trustedSourceIP,
 } from "@k8s-audit/core";
@@ -670,7 +671,8 @@ export class WindowEngine {
         audit: {
           auditID: auditIDs.length ? auditIDs : [facts.auditID],
           verb: facts.verb,
-          requestURI: facts.requestURI,
+          // Scrubbed like every alert's URI (docs/redaction.md).
+          requestURI: redactRequestURI(facts.requestURI).uri,
           stage: facts.stage,
         },
       },
