@@ -172,6 +172,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
   // What onRequest decided and the parser found, for the handler.
   const clusterOf = new WeakMap<FastifyRequest, string>();
   const depthCutsOf = new WeakMap<FastifyRequest, DepthCut[]>();
+  const malformedOf = new WeakMap<FastifyRequest, string>();
 
   // application/json only: what the apiserver sends. A text/plain POST is what a web page can send cross-origin without a
   // preflight; Fastify answers 415 for any other type.
@@ -182,9 +183,10 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
       if (cuts.length > 0) depthCutsOf.set(req, cuts);
       done(null, value);
     } catch (err) {
-      const e = new Error(`malformed JSON: ${(err as Error).message}`) as Error & { statusCode: number };
-      e.statusCode = 400;
-      done(e, undefined);
+      // Answered 400 by the handler rather than as a parser error, on which Fastify closes the connection: the body has
+      // been read whole, and a client's broken batch should not cost it a new TLS handshake.
+      malformedOf.set(req, `malformed JSON: ${(err as Error).message}`);
+      done(null, undefined);
     }
   });
 
@@ -325,6 +327,8 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     app.post(url, async (req, reply) => {
       const cluster = clusterOf.get(req);
       if (cluster === undefined) throw new Error("no cluster decided for an authenticated request");
+      const malformed = malformedOf.get(req);
+      if (malformed !== undefined) return reply.code(400).send({ error: malformed });
       const result = await ingestor.ingest(req.body, cluster, depthCutsOf.get(req));
       if (result.status === 503) {
         metrics.refusedOverload.inc({ code: "503" });

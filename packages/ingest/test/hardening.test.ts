@@ -90,6 +90,31 @@ describe("ingest hardening on real sockets", () => {
     expect((await app?.metrics.inflightBytes.get())?.values[0]?.value).toBe(0);
   });
 
+  it("answers a malformed batch 400 and keeps the connection for the next one (no new handshake per broken batch)", async () => {
+    const port = await listen();
+    const socket = raw(port);
+    const valid = JSON.stringify({
+      level: "Metadata",
+      auditID: "k",
+      stage: "ResponseComplete",
+      requestURI: "/",
+      verb: "get",
+      user: { username: "u" },
+      stageTimestamp: "2026-01-01T00:00:00.000001Z",
+    });
+    const req = (body: string) =>
+      `POST /audit HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    socket.write(req('{"items":[') + req(valid));
+    let received = "";
+    socket.on("data", (d) => {
+      received += d.toString();
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(received.match(/HTTP\/1.1 \d+/g)).toEqual(["HTTP/1.1 400", "HTTP/1.1 200"]);
+    expect(socket.destroyed).toBe(false);
+    socket.destroy();
+  });
+
   it("closes connections with partial headers within the headers timeout, and silent TLS connections too", async () => {
     const port = await listen({ headersTimeoutMs: 1000 });
     const partial = raw(port);

@@ -62,7 +62,7 @@ describe("parseJsonGuarded", () => {
   });
 
   it("ignores brackets and escaped quotes inside strings", () => {
-    const tricky = `{"requestObject":{"s":"${"[{".repeat(500)}\\\\","t":"\\"${"[".repeat(50)}"}}`;
+    const tricky = `{"requestObject":{"s":"${"[{".repeat(500)}\\\\","t":"\\"${"[".repeat(50)}${"]".repeat(50)}"}}`;
     expect(parseJsonGuarded(tricky, 4)).toEqual({ value: JSON.parse(tricky), cuts: [] });
   });
 
