@@ -1,8 +1,10 @@
 import { defineConfig } from "vitest/config";
 
 /**
- * Two projects: `unit` (pure logic, no engines, seconds) and `e2e` (the real Kafka and Elasticsearch, started by the
- * global setup unless KAFKA_BROKERS / ELASTICSEARCH_URL point at running ones).
+ * Three projects, run one group after another (sequence.groupOrder): `unit` (pure logic, no engines, seconds), `e2e`
+ * (the real Kafka and Elasticsearch, started by the global setup unless KAFKA_BROKERS / ELASTICSEARCH_URL point at
+ * running ones), then `faults` (docs/faults.md), which kills and freezes those same engines and so must never overlap
+ * with e2e.
  */
 export default defineConfig({
   test: {
@@ -26,6 +28,22 @@ export default defineConfig({
           hookTimeout: 120_000,
           // The engines are shared; files run one at a time so their timing assertions are not skewed by each other.
           fileParallelism: false,
+          // After unit, before faults. (Without an explicit order vitest runs a fileParallelism: false project last, after
+          // every ordered group: faults would then kill the broker under e2e's feet.)
+          sequence: { groupOrder: 1 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "faults",
+          include: ["test/faults/**/*.test.ts"],
+          globalSetup: ["test/support/engines.global-setup.ts"],
+          // One case at a time; a case runs seconds of load plus its outage (the broker's 30 s, Elasticsearch's 60 s).
+          testTimeout: 400_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+          sequence: { groupOrder: 2 },
         },
       },
     ],

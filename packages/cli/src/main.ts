@@ -21,7 +21,7 @@ async function runStages(stages: StageSelection, flags: RunFlags, printAlerts: b
   const parts = [
     pipeline.url ? `webhook listening on ${pipeline.url}` : undefined,
     `bus: ${pipeline.busKind === "kafka" ? `kafka ${config.KAFKA_BROKERS?.join(",")}` : "in-memory"}`,
-    stages.detect ? "detector on" : undefined,
+    stages.detect ? `detector on${stages.detectOnly ? ` (${stages.detectOnly} only)` : ""}` : undefined,
     stages.ship || stages.detect ? (config.ELASTICSEARCH_URL ? `shipping to ${config.ELASTICSEARCH_URL}` : undefined) : undefined,
     printAlerts ? `alerts → stdout and ${config.K8S_AUDIT_ALERTS_FILE}` : undefined,
   ].filter(Boolean);
@@ -90,7 +90,17 @@ withRunFlags(program.command("ingest"))
 program
   .command("detect")
   .description("run the detector: events topic → rules → alerts topic (needs KAFKA_BROKERS)")
-  .action(() => runStages({ ingest: false, detect: true, ship: false }, {}, false));
+  .option(
+    "--only <part>",
+    "run one half, to scale or restart it alone: events (per-event rules, partial counts to the windows topic) or windows (timed rules and storms)",
+    (v: string) => {
+      if (v !== "events" && v !== "windows") throw new Error(`--only takes events or windows, got ${v}`);
+      return v;
+    },
+  )
+  .action((flags: { only?: "events" | "windows" }) =>
+    runStages({ ingest: false, detect: true, ship: false, ...(flags.only ? { detectOnly: flags.only } : {}) }, {}, false),
+  );
 
 program
   .command("ship")

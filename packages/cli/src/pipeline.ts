@@ -24,6 +24,11 @@ export interface StageSelection {
   ingest: boolean;
   detect: boolean;
   ship: boolean;
+  /**
+   * On Kafka, run only one half of detection: the per-event detector (events → partial counts and alerts on the
+   * windows topic) or the window stage (windows topic → timed-rule alerts and storms). Both when unset.
+   */
+  detectOnly?: "events" | "windows";
 }
 
 export interface RunningPipeline {
@@ -113,25 +118,30 @@ export async function startPipeline(options: {
       // On Kafka the timed rules are repartitioned by key (any number of detector processes give the same answer);
       // in one process the detector counts them itself.
       const scaleOut = bus.kind === "kafka";
+      if (stages.detectOnly && !scaleOut) throw new Error("detect --only needs KAFKA_BROKERS (the halves meet on the windows topic)");
+      const runEvents = stages.detectOnly !== "windows";
+      const runWindows = scaleOut && stages.detectOnly !== "events";
       // Scale-out: the window stage folds storms too, seeing all of a principal's alerts of a rule.
       const maxFutureSkewMs = config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000;
       const detector = new Detector(
         pack.rules,
         scaleOut ? { stormWindowMs: 0, maxFutureSkewMs } : { windowRules: pack.windowRules, maxFutureSkewMs },
       );
-      subscriptions.push(
-        await startDetectorService({
-          bus,
-          topics,
-          detector,
-          logger,
-          groupId: groups.detector,
-          onAlerts: options.onAlerts,
-          metrics: detectorMetrics,
-          ...(scaleOut ? { repartition: { windowRules: pack.windowRules, maxFutureSkewMs } } : {}),
-        }),
-      );
-      if (scaleOut) {
+      if (runEvents) {
+        subscriptions.push(
+          await startDetectorService({
+            bus,
+            topics,
+            detector,
+            logger,
+            groupId: groups.detector,
+            onAlerts: options.onAlerts,
+            metrics: detectorMetrics,
+            ...(scaleOut ? { repartition: { windowRules: pack.windowRules, maxFutureSkewMs } } : {}),
+          }),
+        );
+      }
+      if (runWindows) {
         subscriptions.push(
           await startWindowService({
             bus,
@@ -145,7 +155,10 @@ export async function startPipeline(options: {
           }),
         );
       }
-      logger.info({ rules: detector.rules.length, timedRules: pack.windowRules.length }, "detector running");
+      logger.info(
+        { rules: detector.rules.length, timedRules: pack.windowRules.length, parts: stages.detectOnly ?? "events+windows" },
+        "detector running",
+      );
     }
     if (stages.ingest) {
       const listen = parseListen(config.K8S_AUDIT_LISTEN);

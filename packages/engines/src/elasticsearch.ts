@@ -150,6 +150,15 @@ export async function stopElasticsearch(options: { purge?: boolean } = {}): Prom
   return pids.size > 0;
 }
 
+/** Every process of our Elasticsearch: the launcher (and runuser) and the server JVM. */
+export function elasticsearchPids(): number[] {
+  const es = layout();
+  const pids = new Set(pidsMatching(es.home));
+  const pid = readPid(es.pid);
+  if (pid) pids.add(pid);
+  return [...pids];
+}
+
 export function elasticsearchPid(): number | undefined {
   return readPid(layout().pid) ?? pidsMatching(layout().home)[0];
 }

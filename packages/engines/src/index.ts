@@ -1,4 +1,21 @@
-export { ELASTICSEARCH_URL, elasticsearchPid, elasticsearchReachable, startElasticsearch, stopElasticsearch } from "./elasticsearch.js";
+export {
+  ELASTICSEARCH_URL,
+  elasticsearchPid,
+  elasticsearchPids,
+  elasticsearchReachable,
+  startElasticsearch,
+  stopElasticsearch,
+} from "./elasticsearch.js";
+export {
+  killKafka,
+  ownsElasticsearch,
+  ownsKafka,
+  pauseElasticsearch,
+  pauseKafka,
+  restartKafka,
+  resumeElasticsearch,
+  resumeKafka,
+} from "./faults.js";
 export { KAFKA_BROKERS, kafkaPid, kafkaReachable, startKafka, stopKafka } from "./kafka.js";
 export { ELASTICSEARCH_VERSION, KAFKA_VERSION } from "./paths.js";
 export { ENGINES_DIR, type Engines, engineStatus, ensureEngines, stopEngines } from "./services.js";
