@@ -1,4 +1,4 @@
-import type { Alert, Bus, Logger, Subscription, Topics } from "@k8s-audit/core";
+import { type Alert, AlertSchema, type Bus, type BusMessage, type Logger, type Subscription, type Topics } from "@k8s-audit/core";
 import { alertPublisher } from "../alert-publisher.js";
 import { type DetectorMetrics, sumGauges, type WindowGauges } from "../metrics.js";
 import { StormAggregator } from "../storm.js";
@@ -14,6 +14,42 @@ export interface Tick {
 }
 
 export const encodeTick = (tick: Tick): string => JSON.stringify({ tick });
+
+const finite = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+const record = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** Why a windows-topic record cannot be used (a foreign or damaged record), or undefined when it is well formed. */
+function whyNotAWindowsRecord(value: unknown): string | undefined {
+  if (!record(value)) return "not a JSON object";
+  if ("tick" in value) {
+    const t = value.tick;
+    if (!record(t)) return "tick is not an object";
+    if (!(Number.isInteger(t.source) && Number.isInteger(t.sources) && (t.sources as number) > 0 && finite(t.from) && finite(t.to)))
+      return "tick without integer source/sources and numeric from/to";
+    return undefined;
+  }
+  if ("partials" in value) {
+    if (!Array.isArray(value.partials)) return "partials is not an array";
+    for (const p of value.partials) {
+      if (!(record(p) && typeof p.rule === "string" && typeof p.key === "string" && finite(p.start) && record(p.bucket)))
+        return "partial without rule, key, start and bucket";
+      const b = p.bucket;
+      if (!(finite(b.c) && finite(b.h) && finite(b.t0) && finite(b.t1) && Array.isArray(b.f)))
+        return "partial bucket without c, h, t0, t1, f";
+    }
+    return undefined;
+  }
+  if ("alerts" in value) {
+    if (!Array.isArray(value.alerts)) return "alerts is not an array";
+    for (const a of value.alerts) {
+      const parsed = AlertSchema.safeParse(a);
+      if (!parsed.success) return `invalid alert: ${parsed.error.issues[0]?.message ?? "schema"}`;
+      if (Number.isNaN(Date.parse(parsed.data["@timestamp"]))) return "alert @timestamp is not a time";
+    }
+    return undefined;
+  }
+  return "neither tick, partials nor alerts";
+}
 
 export interface WindowServiceOptions {
   bus: Bus;
@@ -110,7 +146,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   const { bus, topics, logger } = options;
   const windowsTopic = topics.windows;
   if (!windowsTopic) throw new Error("the window stage needs topics.windows");
-  await bus.ensureTopics([windowsTopic, topics.alerts]);
+  await bus.ensureTopics([windowsTopic, topics.alerts, topics.deadLetter]);
   const idleSourceMs = options.idleSourceMs ?? 30_000;
   const partitions = new Map<number, PartitionWindows>();
   const stateFor = (partition: number) => {
@@ -159,15 +195,30 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       state.fromBeginning ??= first.offset === "0";
       const now = Date.now();
       const alerts: Alert[] = [];
+      // A foreign or damaged record must neither stop the stage (a throw here would be redelivered forever) nor
+      // corrupt a window: it is checked whole first, then dead-lettered with the reason and skipped.
+      const deadLetters: BusMessage[] = [];
       for (const message of messages) {
         let record: unknown;
+        let why: string | undefined;
         try {
           record = JSON.parse(message.value);
+          why = whyNotAWindowsRecord(record);
         } catch {
-          logger.warn({ partition: message.partition, offset: message.offset }, "windows topic: record is not JSON; skipped");
+          why = "not JSON";
+        }
+        if (why !== undefined || typeof record !== "object" || record === null) {
+          logger.warn(
+            { partition: message.partition, offset: message.offset, reason: why },
+            "windows topic: unusable record; dead-lettered",
+          );
+          deadLetters.push({
+            key: message.key,
+            value: message.value,
+            headers: { "x-k8s-audit-reason": `window stage: ${why}`, "x-k8s-audit-stage": "windows" },
+          });
           continue;
         }
-        if (typeof record !== "object" || record === null) continue;
         if ("tick" in record) state.tick((record as { tick: Tick }).tick, now, state.fromBeginning);
         else if ("partials" in record) {
           const offset = BigInt(message.offset);
@@ -184,7 +235,10 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       }
       state.nextOffset = BigInt((messages[messages.length - 1] as (typeof messages)[number]).offset) + 1n;
       const watermark = state.watermark(now);
-      await publish([...alerts, ...state.engine.advance(watermark), ...state.storms.expire(watermark)]);
+      await publish(
+        [...alerts, ...state.engine.advance(watermark), ...state.storms.expire(watermark)],
+        [bus.publish(topics.deadLetter, deadLetters)],
+      );
       await commitDone();
     },
   });
