@@ -17,7 +17,7 @@ import {
   startDetectorService,
   startWindowService,
 } from "@k8s-audit/detector";
-import { checkIngestConfig, createIngestServer, RecentEvents, Spool } from "@k8s-audit/ingest";
+import { checkIngestConfig, createIngestServer, RecentEvents, Spool, warmRecentEvents } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
 export interface StageSelection {
@@ -171,6 +171,22 @@ export async function startPipeline(options: {
         spool = new Spool(config.K8S_AUDIT_SPOOL_DIR, config.K8S_AUDIT_SPOOL_MAX_BYTES, bus, logger);
         spool.start();
       }
+      const dedupWindowMs = config.K8S_AUDIT_DEDUP_WINDOW_SECONDS * 1000;
+      const dedup =
+        dedupWindowMs > 0 && config.K8S_AUDIT_DEDUP_CAPACITY > 0
+          ? new RecentEvents(dedupWindowMs, config.K8S_AUDIT_DEDUP_CAPACITY)
+          : undefined;
+      // Before listening: a batch the previous process stored but never answered is about to be sent again (dedup.ts).
+      if (dedup && bus.kind === "kafka") {
+        await warmRecentEvents(dedup, {
+          bus,
+          topic: topics.events,
+          windowMs: dedupWindowMs,
+          capacity: config.K8S_AUDIT_DEDUP_CAPACITY,
+          spoolDir: spool ? config.K8S_AUDIT_SPOOL_DIR : undefined,
+          logger,
+        });
+      }
       server = createIngestServer({
         bus,
         topics,
@@ -183,9 +199,7 @@ export async function startPipeline(options: {
         redact: config.K8S_AUDIT_REDACT,
         spool,
         moreMetrics: detectorMetrics ? [detectorMetrics.registry] : [],
-        ...(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS > 0 && config.K8S_AUDIT_DEDUP_CAPACITY > 0
-          ? { dedup: new RecentEvents(config.K8S_AUDIT_DEDUP_WINDOW_SECONDS * 1000, config.K8S_AUDIT_DEDUP_CAPACITY) }
-          : {}),
+        ...(dedup ? { dedup } : {}),
         maxEventDepth: config.K8S_AUDIT_MAX_EVENT_DEPTH,
         requestTimeoutMs: config.K8S_AUDIT_REQUEST_TIMEOUT_SECONDS * 1000,
         headersTimeoutMs: config.K8S_AUDIT_HEADERS_TIMEOUT_SECONDS * 1000,

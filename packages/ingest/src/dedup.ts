@@ -1,3 +1,9 @@
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { AuditEvent, Bus, Logger } from "@k8s-audit/core";
+import { ingestDedupKey } from "./ingestor.js";
+import type { SpoolEntry } from "./spool.js";
+
 /**
  * Remembers recently stored events (ingestDedupKey: cluster, auditID, requestReceivedTimestamp, stage, stageTimestamp)
  * for a time window, in bounded memory: the apiserver re-sends a batch whose 2xx it did not see, and HA apiservers may
@@ -40,4 +46,75 @@ export class RecentEvents {
       this.seen.delete(key);
     }
   }
+}
+
+/**
+ * Makes the dedup survive a restart: after `kill -9` (or an OOM kill) between Kafka storing a batch and the client
+ * seeing the 2xx, the apiserver sends the batch again to a new process whose memory is empty, and the events would be
+ * stored twice. So a starting ingest first learns the keys of what the events topic received within the dedup window
+ * (records' own times, the newest `capacity` at most), and of what waits in its spool, before it listens. Best effort:
+ * when Kafka does not answer within `timeoutMs` the ingest starts anyway (it must take events into the spool during an
+ * outage), with what it learned so far.
+ */
+export async function warmRecentEvents(
+  dedup: RecentEvents,
+  options: {
+    bus: Bus;
+    topic: string;
+    windowMs: number;
+    capacity: number;
+    spoolDir?: string;
+    logger: Logger;
+    timeoutMs?: number;
+    now?: number;
+  },
+): Promise<{ fromTopic: number; fromSpool: number }> {
+  const now = options.now ?? Date.now();
+  const started = Date.now();
+  const learn = (value: string, at: number): boolean => {
+    let event: AuditEvent & { cluster?: unknown };
+    try {
+      event = JSON.parse(value);
+    } catch {
+      return false;
+    }
+    if (typeof event?.auditID !== "string" || typeof event.cluster !== "string") return false;
+    dedup.add([ingestDedupKey(event.cluster, event)], at);
+    return true;
+  };
+  let fromSpool = 0;
+  if (options.spoolDir && existsSync(options.spoolDir)) {
+    for (const name of readdirSync(options.spoolDir).filter((n) => /^\d{12}\.json$/.test(n))) {
+      try {
+        const entries = JSON.parse(readFileSync(join(options.spoolDir, name), "utf8")) as SpoolEntry[];
+        for (const e of entries) if (e.topic === options.topic) for (const m of e.messages) if (learn(m.value, now)) fromSpool++;
+      } catch {
+        // A segment the spool itself cannot read either; it reports it when draining.
+      }
+    }
+  }
+  let fromTopic = 0;
+  if (options.bus.readRecent) {
+    const partitions = Math.max(1, await options.bus.partitionCount(options.topic).catch(() => 1));
+    try {
+      await options.bus.readRecent(
+        options.topic,
+        {
+          sinceMs: now - options.windowMs,
+          maxPerPartition: Math.ceil(options.capacity / partitions),
+          timeoutMs: options.timeoutMs ?? 20_000,
+        },
+        (messages) => {
+          for (const m of messages) if (learn(m.value, Math.min(m.timestamp, now))) fromTopic++;
+        },
+      );
+    } catch (err) {
+      options.logger.warn(
+        { err: (err as Error).message, learned: fromTopic },
+        "dedup: could not read the recent events back from Kafka; a batch re-sent across this restart may be stored twice",
+      );
+    }
+  }
+  options.logger.info({ fromTopic, fromSpool, ms: Date.now() - started }, "dedup: recent events learned from Kafka and the spool");
+  return { fromTopic, fromSpool };
 }

@@ -1,5 +1,5 @@
 export { createCertificateAuthority, issueCertificate, type Pem, writeKitCertificates } from "./certs.js";
-export { RecentEvents } from "./dedup.js";
+export { RecentEvents, warmRecentEvents } from "./dedup.js";
 export { FUTURE_STAMP_ANNOTATION, Ingestor, type IngestResult, ingestDedupKey } from "./ingestor.js";
 export { type DepthCut, type DepthMarker, depthMarker, parseJsonGuarded } from "./json-guard.js";
 export { createIngestMetrics, type IngestMetrics } from "./metrics.js";

@@ -259,6 +259,94 @@ export class KafkaBus implements Bus {
     }
   }
 
+  async readRecent(
+    topic: string,
+    options: { sinceMs: number; maxPerPartition: number; timeoutMs: number },
+    onMessages: (messages: ConsumedMessage[]) => void,
+  ): Promise<number> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    let ends: Map<number, bigint>;
+    let starts: Map<number, bigint>;
+    try {
+      const [byTime, offsets] = await Promise.all([
+        admin.fetchTopicOffsetsByTimestamp(topic, options.sinceMs),
+        admin.fetchTopicOffsets(topic),
+      ]);
+      ends = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
+      const low = new Map(offsets.map((o) => [o.partition, BigInt(o.low)]));
+      starts = new Map();
+      for (const { partition, offset } of byTime) {
+        const end = ends.get(partition) ?? 0n;
+        // -1: nothing at or after the time.
+        const fromTime = BigInt(offset) < 0n ? end : BigInt(offset);
+        const floor = end - BigInt(options.maxPerPartition);
+        let start = fromTime > floor ? fromTime : floor;
+        const first = low.get(partition) ?? 0n;
+        if (start < first) start = first;
+        if (start < end) starts.set(partition, start);
+      }
+    } finally {
+      await admin.disconnect();
+    }
+    if (starts.size === 0) return 0;
+    // A throwaway group: kafkajs consumers need one; nothing is committed, so it leaves no offsets behind.
+    const consumer = this.kafka.consumer({
+      groupId: `${this.options.clientId}-recent-${Date.now()}-${Math.random().toString(36).slice(2)}`,
+    });
+    let read = 0;
+    const remaining = new Set(starts.keys());
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topic, fromBeginning: false });
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`reading the recent records of ${topic} took over ${options.timeoutMs} ms`)),
+          options.timeoutMs,
+        );
+        consumer.on(consumer.events.GROUP_JOIN, (e) => {
+          for (const partition of e.payload.memberAssignment[topic] ?? []) {
+            const start = starts.get(partition);
+            if (start !== undefined) consumer.seek({ topic, partition, offset: start.toString() });
+          }
+        });
+        consumer
+          .run({
+            autoCommit: false,
+            eachBatch: async ({ batch }) => {
+              const end = ends.get(batch.partition) ?? 0n;
+              const start = starts.get(batch.partition);
+              const messages: ConsumedMessage[] = [];
+              for (const m of batch.messages) {
+                const offset = BigInt(m.offset);
+                if (start === undefined || offset < start || offset >= end) continue;
+                messages.push({
+                  topic,
+                  partition: batch.partition,
+                  offset: m.offset,
+                  timestamp: Number(m.timestamp),
+                  key: m.key?.toString(),
+                  value: m.value?.toString() ?? "",
+                });
+              }
+              read += messages.length;
+              if (messages.length) onMessages(messages);
+              const last = batch.messages[batch.messages.length - 1];
+              if (last && BigInt(last.offset) + 1n >= end) remaining.delete(batch.partition);
+              if (remaining.size === 0) {
+                clearTimeout(timer);
+                resolve();
+              }
+            },
+          })
+          .catch(reject);
+      });
+    } finally {
+      await consumer.disconnect().catch(() => {});
+    }
+    return read;
+  }
+
   async ping(): Promise<boolean> {
     const admin = this.kafka.admin();
     try {

@@ -54,6 +54,16 @@ export interface Bus {
   partitionCount(topic: string): Promise<number>;
   /** Is the backing store reachable right now? (readiness) */
   ping(): Promise<boolean>;
+  /**
+   * Reads what the topic received since `sinceMs` (by record time), at most `maxPerPartition` of the newest records
+   * per partition, up to the end as of the call, without a consumer group (nothing committed). Kafka only: it is how a
+   * restarted stage recovers recent state (the ingest's dedup). Resolves with the number of records read.
+   */
+  readRecent?(
+    topic: string,
+    options: { sinceMs: number; maxPerPartition: number; timeoutMs: number },
+    onMessages: (messages: ConsumedMessage[]) => void,
+  ): Promise<number>;
   close(): Promise<void>;
 }
 
