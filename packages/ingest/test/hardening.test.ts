@@ -4,8 +4,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { createLogger, MemoryBus } from "@k8s-audit/core";
+import { Agent, request } from "undici";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
+  certificateClusters,
   checkIngestConfig,
   createCertificateAuthority,
   createIngestServer,
@@ -77,6 +79,42 @@ describe("ingest hardening on real sockets", () => {
       () => ok.end("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
     );
     expect((await closed(ok)).received).toMatch(/^HTTP\/1.1 200/);
+  });
+
+  it("with mTLS and tokens, takes a valid certificate (its cluster is authoritative) or a token, and refuses neither with both reasons", async () => {
+    const port = await listen({
+      tls: { cert: pki.files.cert, key: pki.files.key, clientCa: pki.files.ca },
+      tokens: new TokenSet([{ token: "t", clusters: ["tok-cluster"] }]),
+    });
+    const url = `https://127.0.0.1:${port}/audit`;
+    const post = async (agent: Agent, headers: Record<string, string> = {}, path = "") => {
+      const res = await request(`${url}${path}`, {
+        method: "POST",
+        dispatcher: agent,
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify({
+          level: "Metadata",
+          auditID: `x${Math.random()}`,
+          stage: "ResponseComplete",
+          requestURI: "/",
+          verb: "get",
+          user: { username: "u" },
+          stageTimestamp: "2026-01-01T00:00:00.000001Z",
+        }),
+      });
+      return { status: res.statusCode, body: (await res.body.json()) as { error?: string } };
+    };
+    const withCert = new Agent({ connect: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key, servername: "localhost" } });
+    const without = new Agent({ connect: { ca: pki.ca.cert, servername: "localhost" } });
+    expect((await post(withCert)).status).toBe(200);
+    expect((await post(withCert, {}, "/prod-1")).status).toBe(200);
+    // The certificate's binding applies even when a token for another cluster rides along.
+    expect((await post(withCert, { authorization: "Bearer t" }, "/tok-cluster")).status).toBe(403);
+    expect((await post(without, { authorization: "Bearer t" }, "/tok-cluster")).status).toBe(200);
+    const neither = await post(without);
+    expect(neither.status).toBe(401);
+    expect(neither.body.error).toBe("no client certificate; and no valid bearer token");
+    await Promise.all([withCert.close(), without.close()]);
   });
 
   it("answers 401 to a token-mode request declaring 64 MiB at once, and closes without reading the body", async () => {
@@ -224,5 +262,21 @@ describe("checkIngestConfig: safe defaults", () => {
     const mtls = { ...base, ...tls, K8S_AUDIT_TLS_CLIENT_CA: "ca" };
     expect(checkIngestConfig(mtls, "0.0.0.0").warnings[0]).toMatch(/every client certificate the CA signed is accepted/);
     expect(checkIngestConfig({ ...mtls, K8S_AUDIT_TLS_ALLOWED_SUBJECTS: ["kube-apiserver"] }, "0.0.0.0").warnings).toEqual([]);
+  });
+});
+
+describe("certificateClusters", () => {
+  const cert = (subject: Record<string, string | string[]>, subjectaltname?: string) =>
+    ({ subject, ...(subjectaltname ? { subjectaltname } : {}) }) as unknown as Parameters<typeof certificateClusters>[0];
+
+  it("binds a certificate to its OU values and k8s-audit://cluster/<name> SAN URIs; none means the default cluster", () => {
+    expect(certificateClusters(cert({ CN: "x", OU: "prod-1" }), "d")).toEqual({ clusters: ["prod-1"] });
+    expect(certificateClusters(cert({ CN: "x", OU: ["a", "b"] }, "DNS:host, URI:k8s-audit://cluster/c, URI:https://other"), "d")).toEqual({
+      clusters: ["a", "b", "c"],
+    });
+    expect(certificateClusters(cert({ CN: "x" }), "d")).toEqual({ clusters: ["d"] });
+    expect(certificateClusters(cert({ CN: "x", OU: "Platform Team" }), "d")).toEqual({
+      reason: expect.stringMatching(/names cluster "Platform Team", not a valid cluster name/),
+    });
   });
 });
