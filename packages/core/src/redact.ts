@@ -35,6 +35,75 @@ const isObject = (v: unknown): v is Json => v !== null && typeof v === "object" 
  */
 const CREDENTIAL_KEY =
   /(?:passw(?:or)?d|passphrase|secret|token|api[-_.]?key|access[-_.]?key|secret[-_.]?key|private[-_.]?key|key[-_.]?data|credentials?|bearer)$|^(?:pwd|pass|auth|sig|signature)$/i;
+/**
+ * Keys whose values the API defines as names, times, addresses, images or enums, never free text: their strings are
+ * not pattern-matched (most strings of an object sit under these, and the pattern test is what a walk costs).
+ */
+const PLAIN_KEYS = new Set([
+  "name",
+  "namespace",
+  "generateName",
+  "uid",
+  "resourceVersion",
+  "creationTimestamp",
+  "deletionTimestamp",
+  "lastTransitionTime",
+  "lastProbeTime",
+  "lastUpdateTime",
+  "startedAt",
+  "finishedAt",
+  "startTime",
+  "apiVersion",
+  "kind",
+  "image",
+  "imageID",
+  "imagePullPolicy",
+  "containerID",
+  "mountPath",
+  "subPath",
+  "podIP",
+  "hostIP",
+  "ip",
+  "nodeName",
+  "serviceAccountName",
+  "serviceAccount",
+  "schedulerName",
+  "priorityClassName",
+  "restartPolicy",
+  "dnsPolicy",
+  "protocol",
+  "phase",
+  "status",
+  "type",
+  "reason",
+  "qosClass",
+  "operator",
+  "effect",
+  "fieldsType",
+  "operation",
+  "manager",
+  "time",
+  "cpu",
+  "memory",
+  "terminationMessagePath",
+  "terminationMessagePolicy",
+  "secretName",
+  "claimName",
+]);
+const SCAN = 0;
+const CREDENTIAL = 1;
+const PLAIN = 2;
+/** What a key says about its string value, remembered: the same few hundred keys recur in every body. */
+const keyClasses = new Map<string, number>();
+function keyClass(key: string): number {
+  let known = keyClasses.get(key);
+  if (known === undefined) {
+    known = CREDENTIAL_KEY.test(key) ? CREDENTIAL : PLAIN_KEYS.has(key) ? PLAIN : SCAN;
+    // Keys are client data: the memo stays bounded whatever a client sends.
+    if (keyClasses.size < 10_000) keyClasses.set(key, known);
+  }
+  return known;
+}
 /** Environment variable (and {name, value} parameter) names that hold credentials. */
 const CREDENTIAL_ENV =
   /passw|passphrase|pwd|(?:^|[-_.])pass(?:$|[-_.])|token|secret|api[-_.]?key|access[-_.]?key|private[-_.]?key|credential|(?:^|[-_.])auth(?:$|[-_.])|(?:^|[-_.])dsn$|conn(?:ection)?[-_.]?str/i;
@@ -70,8 +139,6 @@ const CREDENTIAL_PARAMS = new Set([
   "x_goog_credential",
 ]);
 const CREDENTIAL_PARAM_SUFFIX = /(?:token|password|passwd|secret|signature|api_?key|credential)$/;
-/** Kinds of Secret-carrying custom resources: templates and data maps under them are Secret content. */
-const SECRET_CARRIER_KIND = /Secret/;
 /** Secret types: an object with one of these and data/stringData is a Secret even without a kind (a CR's template). */
 const SECRET_TYPE = /^(?:Opaque$|kubernetes\.io\/|bootstrap\.kubernetes\.io\/|helm\.sh\/release)/;
 
@@ -79,9 +146,14 @@ const SECRET_TYPE = /^(?:Opaque$|kubernetes\.io\/|bootstrap\.kubernetes\.io\/|he
 // Free text: commands, messages, ConfigMap values, annotations
 // ---------------------------------------------------------------------------------------------------------------
 
-/** One test per string before any real work: most strings of an API object contain none of these. */
+/**
+ * One test per string before any real work: most strings of an API object contain none of these. (The bootstrap token
+ * shape is only looked for past it: testing it on every string cost more than the rest together.)
+ */
 const TRIGGER =
-  /pass|pwd|secret|token|key|auth|sig|credential|:\/\/|eyJ|AKIA|ASIA|gh[pousr]_|xox[abprs]-|glpat-|AIza|-----BEGIN|[a-z0-9]{6}\.[a-z0-9]{16}/i;
+  /pass|pwd|secret|token|key|auth|sig|credential|:\/\/|eyJ|AKIA|ASIA|gh[pousr]_|xox[abprs]-|glpat-|AIza|-----BEGIN|mysql|mariadb/i;
+/** Strings shorter than this hold no `name=value` worth the test (`pass=abc` is 8). */
+const MIN_TEXT = 8;
 /** PEM private keys (RSA, EC, OPENSSH, ENCRYPTED, PGP blocks); a block cut short is redacted to the end. Certificates stay. */
 const PEM_PRIVATE = /-----BEGIN ([A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?)-----[\s\S]*?(?:-----END \1-----|$)/g;
 /**
@@ -119,9 +191,8 @@ const INVALID_VALUE = /(Invalid value: )("(?:[^"\\]|\\.){0,10000}"|\S+)/g;
  * ConfigMap credentials rule looks for).
  */
 export function redactText(text: string, options: { mysql?: boolean } = {}): string | undefined {
-  if (text.length < 5) return undefined;
+  if (text.length < MIN_TEXT || !(options.mysql === true || TRIGGER.test(text))) return undefined;
   const mysql = options.mysql === true || MYSQL_CLIENT.test(text);
-  if (!mysql && !TRIGGER.test(text)) return undefined;
   let s = text;
   if (s.includes("-----BEGIN"))
     s = s.replace(PEM_PRIVATE, (_m, label: string) => `-----BEGIN ${label}-----${REDACTED}-----END ${label}-----`);
@@ -263,7 +334,8 @@ interface Walk {
 
 function pathOf(root: string, place: Place | undefined, key?: string | number): string {
   const parts: (string | number)[] = key === undefined ? [] : [key];
-  for (let p = place; p; p = p.parent) parts.push(p.key);
+  // The body itself is the root frame (key -1): not a path segment.
+  for (let p = place; p && p.key !== -1; p = p.parent) parts.push(p.key);
   let path = root;
   for (let i = parts.length - 1; i >= 0; i--) {
     const part = parts[i] as string | number;
@@ -305,9 +377,9 @@ const SECRET_BODY: Context = 1;
 /** Under a Secret-carrying custom resource (ExternalSecret, SealedSecret…): templates' data is Secret content. */
 const SECRET_CARRIER: Context = 2;
 
-interface Frame {
+/** A node still to visit; it is also its children's Place (one allocation per object, not two). */
+interface Frame extends Place {
   value: unknown;
-  place: Place | undefined;
   context: Context;
 }
 
@@ -341,15 +413,16 @@ class BodyWalker {
       }
       return;
     }
-    const stack: Frame[] = [{ value: top, place: undefined, context }];
+    const stack: Frame[] = [{ value: top, parent: undefined, key: -1, context }];
     while (stack.length > 0) {
-      const { value, place, context: ctx } = stack.pop() as Frame;
+      const place = stack.pop() as Frame;
+      const { value, context: ctx } = place;
       if (Array.isArray(value)) {
         if (value.length > 0 && isJsonPatch(value)) this.jsonPatch(value, place, ctx, stack);
         else
           for (let i = value.length - 1; i >= 0; i--) {
             const item = value[i];
-            if (item !== null && typeof item === "object") stack.push({ value: item, place: { parent: place, key: i }, context: ctx });
+            if (item !== null && typeof item === "object") stack.push({ value: item, parent: place, key: i, context: ctx });
             else if (typeof item === "string") {
               // A container's args: ["--api-token", "<value>"].
               const previous = i > 0 ? value[i - 1] : undefined;
@@ -366,13 +439,13 @@ class BodyWalker {
   private object(o: Json, place: Place | undefined, ctx: Context, stack: Frame[]): void {
     const kind = o.kind;
     let context = ctx;
-    if (typeof kind === "string" && kind !== "Secret" && SECRET_CARRIER_KIND.test(kind)) context |= SECRET_CARRIER;
-    const secret =
-      kind === "Secret" ||
-      ((ctx & SECRET_BODY) !== 0 && (kind === undefined || kind === "Secret")) ||
-      ("data" in o || "stringData" in o
-        ? (context & SECRET_CARRIER) !== 0 || (typeof o.type === "string" && SECRET_TYPE.test(o.type))
-        : false);
+    let secret = false;
+    if (typeof kind === "string") {
+      if (kind === "Secret") secret = true;
+      else if (kind.includes("Secret")) context |= SECRET_CARRIER;
+    } else if (kind === undefined && (ctx & SECRET_BODY) !== 0) secret = true;
+    if (!secret && (o.data !== undefined || o.stringData !== undefined))
+      secret = (context & SECRET_CARRIER) !== 0 || (typeof o.type === "string" && SECRET_TYPE.test(o.type));
     if (secret) {
       if (redactMap(o, "data")) this.record(place, "data");
       if (redactMap(o, "stringData")) this.record(place, "stringData");
@@ -382,8 +455,11 @@ class BodyWalker {
     const envName = o.name;
     const envSecret =
       typeof envName === "string" && typeof o.value === "string" && CREDENTIAL_ENV.test(envName) && !ENV_NOT_A_VALUE.test(envName);
-    for (const key of Object.keys(o)) {
+    // for…in allocates no key array; a parsed JSON object has no inherited enumerable keys.
+    for (const key in o) {
       if (secret && (key === "data" || key === "stringData")) continue;
+      // managedFields hold field names only (kept keys), never values: not walked, which halves the walk of most objects.
+      if (key === "managedFields") continue;
       const v = o[key];
       if (typeof v === "string") {
         if (envSecret && key === "value") {
@@ -392,7 +468,7 @@ class BodyWalker {
             this.record(place, key);
           }
         } else this.stringAt(o, key, key, place, context);
-      } else if (v !== null && typeof v === "object") stack.push({ value: v, place: { parent: place, key }, context });
+      } else if (v !== null && typeof v === "object") stack.push({ value: v, parent: place, key, context });
     }
   }
 
@@ -419,7 +495,7 @@ class BodyWalker {
       if (!isObject(op)) continue;
       const opPlace: Place = { parent: place, key: i };
       if (!("value" in op) || typeof op.path !== "string") {
-        stack.push({ value: op, place: opPlace, context: ctx });
+        stack.push({ value: op, parent: place, key: i, context: ctx });
         continue;
       }
       const segments = op.path.split("/").slice(1).map(unescapePointer);
@@ -441,11 +517,11 @@ class BodyWalker {
         // The value is what the last segment names: /metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration.
         this.stringAt(op, "value", last, opPlace, ctx);
       } else if (Array.isArray(value) && last === "env") {
-        stack.push({ value, place: { parent: opPlace, key: "value" }, context: ctx });
+        stack.push({ value, parent: opPlace, key: "value", context: ctx });
       } else if (value !== null && typeof value === "object") {
         // `/`, `/metadata`, `/metadata/annotations`, `/spec/template`: the value is walked as what it is.
         const asSecret = first === undefined || first === "" ? ctx : ctx & ~SECRET_BODY;
-        stack.push({ value, place: { parent: opPlace, key: "value" }, context: asSecret });
+        stack.push({ value, parent: opPlace, key: "value", context: asSecret });
       }
     }
   }
@@ -456,8 +532,11 @@ class BodyWalker {
     if (s.length === 0 || s === REDACTED) return;
     let next: string | undefined;
     if (key !== undefined && key === LAST_APPLIED) next = this.redactEmbedded(s, ctx, true);
-    else if (key !== undefined && CREDENTIAL_KEY.test(key)) next = REDACTED;
-    else next = this.redactFreeString(s, ctx);
+    else {
+      const cls = key === undefined ? SCAN : keyClass(key);
+      if (cls === CREDENTIAL) next = REDACTED;
+      else if (cls === SCAN || s.includes("-----BEGIN")) next = this.redactFreeString(s, ctx);
+    }
     if (next !== undefined && next !== s) {
       (holder as Record<string | number, unknown>)[at] = next;
       this.record(place, at);
@@ -471,7 +550,7 @@ class BodyWalker {
   }
 
   private redactFreeString(s: string, ctx: Context): string | undefined {
-    if (s.length < 5) return undefined;
+    if (s.length < MIN_TEXT) return undefined;
     // A manifest inside a string (a ConfigMap holding a Secret's YAML, a Helm values blob): parsed and walked.
     if (s.includes("Secret") && looksLikeManifest(s)) return this.redactEmbedded(s, ctx, false);
     return redactText(s);

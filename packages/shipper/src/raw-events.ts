@@ -26,6 +26,17 @@ function capBody(body: unknown): unknown {
 }
 
 /**
+ * A body is mapped as an object; one that is a string (an apply patch sent as YAML, logged as text) would make
+ * Elasticsearch refuse the whole document, so it is kept beside it, in _source only, as `<field>Text`.
+ */
+function bodyFields(name: "requestObject" | "responseObject", body: unknown): Record<string, unknown> {
+  if (body === undefined) return {};
+  if (body === null || typeof body === "object") return { [name]: capBody(body) };
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  return { [`${name}Text`]: text.length <= MAX_BODY_CHARS ? text : `${text.slice(0, MAX_BODY_CHARS)}…` };
+}
+
+/**
  * A raw audit event as an ECS document in the field layout Elastic's Kubernetes rules query (`kubernetes.audit.*`
  * camelCase), with @timestamp = event time. Its id is derived from cluster, auditID and stage, so re-sends are 409s.
  */
@@ -59,8 +70,8 @@ export function rawEventDocument(event: AuditEvent, ingested: string): { id: str
         audit: {
           ...rest,
           annotations: annotationsForEs(annotations),
-          requestObject: capBody(requestObject),
-          responseObject: capBody(responseObject),
+          ...bodyFields("requestObject", requestObject),
+          ...bodyFields("responseObject", responseObject),
         },
       },
     },
