@@ -8,6 +8,8 @@ interface Storm {
   earliest: Alert;
   count: number;
   auditIDs: string[];
+  /** The per-request ids counted (up to MAX_SEEN_IDS): a redelivered alert is the same alert, not a second one. */
+  seen: Set<string>;
   /** Scale-out: the offset of the record that opened the storm, to hold commits back to. */
   firstOffset?: bigint;
 }
@@ -26,6 +28,12 @@ export function stormHeadId(ruleId: string, cluster: string, principal: string, 
 }
 
 const MAX_AUDIT_IDS = 100;
+/**
+ * Per-request alert ids remembered per storm, and per key across its closed windows. At-least-once delivery hands the
+ * window stage the same alert again after a detector restart or rebalance; counted twice it would turn one request into
+ * a "storm of 2" (a second alert id for one attack), or, after its window closed, a late alert sent alone.
+ */
+const MAX_SEEN_IDS = 1000;
 
 const earlier = (a: Alert, b: Alert) => {
   const ta = a["@timestamp"];
@@ -48,6 +56,8 @@ export class StormAggregator {
   private readonly storms = new Map<string, Storm>();
   /** Per key, the newest window already summarised (bounded like the storms). */
   private readonly closedUpTo = new Map<string, number>();
+  /** Per key, the per-request ids its closed windows counted (bounded like closedUpTo). */
+  private readonly closedSeen = new Map<string, Set<string>>();
   private watermark = 0;
   private readonly maxKeys: number;
   private readonly clock: () => number;
@@ -72,10 +82,16 @@ export class StormAggregator {
     const key = stormKey(alert);
     const windowStart = Math.floor(eventTimeMs / this.windowMs) * this.windowMs;
     const done = this.closedUpTo.get(key);
-    if (done !== undefined && windowStart <= done) return { emit: alert, closed };
+    if (done !== undefined && windowStart <= done) {
+      // Redelivered after its window closed: it went out already (as the head or in the summary).
+      if (this.closedSeen.get(key)?.has(alert.event.id)) return { closed };
+      return { emit: alert, closed };
+    }
     const stormId = `${key}\u0000${windowStart}`;
     const storm = this.storms.get(stormId);
     if (storm) {
+      if (storm.seen.has(alert.event.id)) return { closed };
+      if (storm.seen.size < MAX_SEEN_IDS) storm.seen.add(alert.event.id);
       storm.count++;
       if (earlier(alert, storm.earliest)) storm.earliest = alert;
       if (storm.auditIDs.length < MAX_AUDIT_IDS) storm.auditIDs.push(...alert.kubernetes.audit.auditID);
@@ -89,6 +105,7 @@ export class StormAggregator {
       earliest: alert,
       count: 1,
       auditIDs: [...alert.kubernetes.audit.auditID],
+      seen: new Set([alert.event.id]),
       firstOffset: offset,
     });
     if (this.storms.size > this.maxKeys) closed.push(...this.evictOldest());
@@ -145,6 +162,11 @@ export class StormAggregator {
     this.closedUpTo.delete(storm.key);
     this.closedUpTo.set(storm.key, Math.max(storm.windowStart, before ?? storm.windowStart));
     if (this.closedUpTo.size > this.maxKeys) this.closedUpTo.delete(this.closedUpTo.keys().next().value as string);
+    const seen = this.closedSeen.get(storm.key) ?? new Set<string>();
+    this.closedSeen.delete(storm.key);
+    for (const id of storm.seen) if (seen.size < MAX_SEEN_IDS) seen.add(id);
+    this.closedSeen.set(storm.key, seen);
+    if (this.closedSeen.size > this.maxKeys) this.closedSeen.delete(this.closedSeen.keys().next().value as string);
     if (storm.count < 2) return undefined;
     const first = storm.earliest;
     const start = new Date(storm.windowStart).toISOString();
