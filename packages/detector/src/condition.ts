@@ -1,6 +1,7 @@
 import type { AuditEvent } from "@k8s-audit/core";
 import { z } from "zod";
 import { VIEW_FIELDS } from "./request.js";
+import { compileGlob, compileRegex } from "./text-match.js";
 
 /**
  * The condition language of rules: a small tree of all / any / not / macro references and field tests, compiled once
@@ -28,6 +29,8 @@ const FieldTestSchema = z
     lt: z.number().optional(),
     lte: z.number().optional(),
     ignore_case: z.boolean().optional(),
+    /** Every value the path reaches must pass (vacuously true when it reaches none); by default any one value does. */
+    every: z.boolean().optional(),
   })
   .strict()
   .refine((t) => OPERATORS.filter((op) => t[op] !== undefined).length === 1, {
@@ -141,14 +144,6 @@ function plainVisitor(segments: string[]): (root: unknown, found: (value: unknow
   };
 }
 
-function globToRegExp(glob: string, flags: string): RegExp {
-  const escaped = glob
-    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-    .replace(/\*/g, ".*")
-    .replace(/\?/g, ".");
-  return new RegExp(`^${escaped}$`, flags);
-}
-
 function parseIPv4(ip: string): number | undefined {
   const parts = ip.split(".");
   if (parts.length !== 4) return undefined;
@@ -221,13 +216,19 @@ function resolveList(name: string, ctx: CompileContext): readonly (string | numb
 function compileFieldTest(test: FieldTest, ctx: CompileContext): Predicate {
   const visit = compileVisitor(test.field);
   const fold = test.ignore_case ? (s: string) => s.toLowerCase() : (s: string) => s;
-  const anyValue =
-    (match: (v: unknown) => boolean): Predicate =>
-    (event) =>
-      visit(event, match);
+  // `every`: no value fails (the visitor stops at the first that does).
+  const anyValue = test.every
+    ? (match: (v: unknown) => boolean): Predicate => {
+        const fails = (v: unknown) => !match(v);
+        return (event) => !visit(event, fails);
+      }
+    : (match: (v: unknown) => boolean): Predicate =>
+        (event) =>
+          visit(event, match);
   const anyString = (match: (s: string) => boolean) => anyValue((v) => typeof v === "string" && match(fold(v)));
 
   if (test.exists !== undefined) {
+    if (test.every) throw new Error(`field test on ${test.field}: every does not apply to exists`);
     const want = test.exists;
     const reached = () => true;
     return (event) => visit(event, reached) === want;
@@ -263,12 +264,16 @@ function compileFieldTest(test: FieldTest, ctx: CompileContext): Predicate {
     });
   }
   if (test.glob !== undefined) {
-    const patterns = asStrings(test.glob, ctx).map((g) => globToRegExp(g, test.ignore_case ? "i" : ""));
-    return anyValue((v) => typeof v === "string" && patterns.some((re) => re.test(v)));
+    const patterns = asStrings(test.glob, ctx).map((g) => compileGlob(g, test.ignore_case === true));
+    return anyValue((v) => {
+      if (typeof v !== "string") return false;
+      for (const matches of patterns) if (matches(v)) return true;
+      return false;
+    });
   }
   if (test.regex !== undefined) {
-    const re = new RegExp(test.regex, test.ignore_case ? "i" : "");
-    return anyValue((v) => typeof v === "string" && re.test(v));
+    const matches = compileRegex(test.regex, test.ignore_case === true);
+    return anyValue((v) => typeof v === "string" && matches(v));
   }
   if (test.cidr !== undefined) {
     const nets = asStrings(test.cidr, ctx).map(compileCidr);
@@ -315,7 +320,13 @@ export function compileCondition(condition: Condition, ctx: CompileContext, macr
     ctx.compiledMacros ??= new Map();
     const shared = ctx.compiledMacros.get(name);
     if (shared) return shared;
-    const inner = compileCondition(body, ctx, [...macroStack, name]);
+    let inner: Predicate;
+    try {
+      inner = compileCondition(body, ctx, [...macroStack, name]);
+    } catch (err) {
+      // Name the macro: its body lives in a library file, not in the rule that uses it.
+      throw new Error(`macro ${name}: ${(err as Error).message}`);
+    }
     // Many rules test the same macro (system_component, secret_resource, ...) on the same event, one after another:
     // the answer for the event just seen is remembered, so each macro is evaluated once per event.
     let lastEvent: unknown;
@@ -362,7 +373,8 @@ export function requiredValues(condition: Condition, field: string, ctx: Compile
     const body = ctx.macros.get(condition.macro);
     return body ? requiredValues(body, field, ctx, depth + 1) : undefined;
   }
-  if (condition.field !== field || condition.ignore_case) return undefined;
+  // An `every` test holds vacuously when the field is absent, so it pins nothing.
+  if (condition.field !== field || condition.ignore_case || condition.every) return undefined;
   if (typeof condition.equals === "string") return new Set([condition.equals]);
   if (condition.in !== undefined) {
     const list = Array.isArray(condition.in) ? condition.in : ctx.lists.get(condition.in.list);

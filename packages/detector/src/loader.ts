@@ -119,8 +119,10 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
 /** The whole pack: per-event rules and windowed rules (documents with `kind: window`), sharing lists and macros. */
 export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: CompiledRule[]; windowRules: CompiledWindowRule[] } {
   const problems: string[] = [];
-  const definitions: { definition: RuleDefinition; source: string }[] = [];
-  const windowDefinitions: { definition: TimedRuleDefinition; source: string }[] = [];
+  const definitions: { definition: RuleDefinition; source: string; file: string }[] = [];
+  const windowDefinitions: { definition: TimedRuleDefinition; source: string; file: string }[] = [];
+  /** The file each macro was last defined in (site files may redefine shipped macros). */
+  const macroFiles = new Map<string, string>();
   const lists = new Map<string, (string | number | boolean)[]>();
   const siteExceptions: (Exceptions & { rule: string })[] = [];
   const macros = new Map<string, z.infer<typeof LibrarySchema>["macros"][string]>();
@@ -142,7 +144,10 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
           else {
             // Site files extend shipped lists rather than replace them: exceptions grow without editing our files.
             for (const [name, values] of Object.entries(lib.data.lists)) lists.set(name, [...(lists.get(name) ?? []), ...values]);
-            for (const [name, body] of Object.entries(lib.data.macros)) macros.set(name, body);
+            for (const [name, body] of Object.entries(lib.data.macros)) {
+              macros.set(name, body);
+              macroFiles.set(name, file);
+            }
             siteExceptions.push(...lib.data.exceptions);
           }
           continue;
@@ -151,13 +156,13 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
           const windowRule = TimedRuleSchema.safeParse(raw);
           const wid = String((raw as { id?: unknown }).id ?? "(no id)");
           if (!windowRule.success) problems.push(...issueLines(windowRule.error).map((p) => `${file}: rule ${wid}: ${p}`));
-          else windowDefinitions.push({ definition: windowRule.data, source });
+          else windowDefinitions.push({ definition: windowRule.data, source, file });
           continue;
         }
         const parsed = RuleSchema.safeParse(raw);
         const id = typeof raw === "object" && "id" in raw ? String((raw as { id: unknown }).id) : "(no id)";
         if (!parsed.success) problems.push(...issueLines(parsed.error).map((p) => `${file}: rule ${id}: ${p}`));
-        else definitions.push({ definition: parsed.data, source });
+        else definitions.push({ definition: parsed.data, source, file });
       }
     }
   }
@@ -169,9 +174,18 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     systemRoutine ??= compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx);
     return systemRoutine;
   };
+  // Every macro compiled once up front, so a broken one (a regex RE2 cannot run, an unknown list) is reported against
+  // its own file even when no rule uses it.
+  for (const [name, file] of macroFiles) {
+    try {
+      compileCondition({ macro: name }, ctx);
+    } catch (err) {
+      problems.push(`${file}: ${(err as Error).message}`);
+    }
+  }
   const seen = new Map<string, string>();
   const rules: CompiledRule[] = [];
-  for (const { definition, source } of definitions) {
+  for (const { definition, source, file } of definitions) {
     const earlier = seen.get(definition.id);
     if (earlier) {
       problems.push(`${source}: rule ${definition.id}: id already used by ${earlier}`);
@@ -193,11 +207,11 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
       const fields = fieldsRead(definition.condition, ctx);
       rules.push({ definition, source, exceptions, resources, verbs, fields, isSystemRoutine, matches });
     } catch (err) {
-      problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
+      problems.push(`${file}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }
   }
   const windowRules: CompiledWindowRule[] = [];
-  for (const { definition, source } of windowDefinitions) {
+  for (const { definition, source, file } of windowDefinitions) {
     if (seen.has(definition.id)) {
       problems.push(`${source}: rule ${definition.id}: id already used by ${seen.get(definition.id)}`);
       continue;
@@ -206,7 +220,7 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     try {
       windowRules.push(compileTimedRule(definition, source, ctx, definition.exclude_system_components ? systemRoutineOf() : undefined));
     } catch (err) {
-      problems.push(`${source}: rule ${definition.id}: condition: ${(err as Error).message}`);
+      problems.push(`${file}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }
   }
   const known = new Set(rules.map((r) => r.definition.id));

@@ -4,10 +4,11 @@ import { fileURLToPath } from "node:url";
 import { issueLines, type Severity } from "@k8s-audit/core";
 import { parse, parseAllDocuments } from "yaml";
 import { z } from "zod";
-import { type CompileContext, type Condition, compileCondition, fieldsRead } from "../condition.js";
+import { type CompileContext, type Condition, compileCondition, fieldsRead, type Predicate } from "../condition.js";
 import type { CompiledRule } from "../loader.js";
 import { TACTICS } from "../mitre.js";
 import { RuleSchema } from "../rule.js";
+import { compileGlob } from "../text-match.js";
 import type { CompiledWindowRule } from "../windows/engine.js";
 import { parseSigmaCondition, type SigmaExpr } from "./condition-parser.js";
 import { compileSigmaCorrelation, generatesBaseAlerts, type SigmaCorrelation, SigmaCorrelationSchema } from "./correlation.js";
@@ -117,10 +118,6 @@ function searchCondition(name: string, body: unknown): Condition {
   return parts.length === 1 ? (parts[0] as Condition) : { all: parts };
 }
 
-function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*")}$`);
-}
-
 function exprToCondition(expr: SigmaExpr, searches: Map<string, Condition>): Condition {
   switch (expr.kind) {
     case "ref": {
@@ -135,8 +132,8 @@ function exprToCondition(expr: SigmaExpr, searches: Map<string, Condition>): Con
     case "not":
       return { not: exprToCondition(expr.inner, searches) };
     case "quantified": {
-      const re = expr.pattern === "them" ? /.*/ : globToRegExp(expr.pattern);
-      const matched = [...searches].filter(([n]) => re.test(n)).map(([, c]) => c);
+      const named = expr.pattern === "them" ? () => true : compileGlob(expr.pattern);
+      const matched = [...searches].filter(([n]) => named(n)).map(([, c]) => c);
       if (matched.length === 0)
         throw new Error(`"${expr.quantifier === "all" ? "all" : "1"} of ${expr.pattern}" matches no search identifier`);
       return expr.quantifier === "all" ? { all: matched } : { any: matched };
@@ -201,11 +198,18 @@ export function compileSigmaRule(doc: unknown, source: string, tests?: SigmaTest
     tests: tests ?? { fire: [{}], quiet: [{}] },
   });
   const ctx: CompileContext = { lists: new Map(), macros: new Map() };
+  let matches: Predicate;
+  try {
+    matches = compileCondition(condition, ctx);
+  } catch (err) {
+    // The file is added by loadSigmaPack; the rule is named here (a file may hold several).
+    throw new Error(`rule ${definition.id} (${rule.title}): ${(err as Error).message}`);
+  }
   return {
     // Rules without a tests file carry none (runRuleTests skips them).
     definition: { ...definition, version: "sigma", tests: tests ?? { fire: [], quiet: [] } },
     source,
-    matches: compileCondition(condition, ctx),
+    matches,
     exceptions: { users: [], groups: [], namespaces: [], images: [], user_agents: [] },
     fields: fieldsRead(condition, ctx),
     // Unmodified Sigma semantics: nothing is excused as routine.
