@@ -6,6 +6,6 @@ export type * from "./bus/types.js";
 export * from "./config.js";
 export { ecsEntities } from "./ecs.js";
 export * from "./logger.js";
-export { REDACTED, REDACTED_ANNOTATION, redactArgv, redactEvent, redactRequestURI, redactText } from "./redact.js";
+export { REDACTED, REDACTED_ANNOTATION, redactArgv, redactEvent, redactRequestURI, redactText, redactValue } from "./redact.js";
 export { syntheticAuditEvent } from "./synthetic.js";
 export { createBus } from "./wiring.js";

@@ -674,3 +674,16 @@ export function redactEvent(item: unknown): string[] {
   item.annotations = marked;
   return unique;
 }
+
+/**
+ * Any webhook item, redacted: objects and lists in place (as redactEvent), and a bare string — which cannot be changed
+ * in place — returned redacted like the string body of a request of unknown resource (a manifest walked, anything else
+ * replaced whole). For the dead-letter path, which stores whatever a client sent.
+ */
+export function redactValue(item: unknown): { value: unknown; paths: string[] } {
+  if (typeof item !== "string") return { value: item, paths: redactEvent(item) };
+  const walk: Walk = { out: [], nesting: 0 };
+  const holder: Json = { item };
+  new BodyWalker(walk, "item").run(holder, "item", SECRET_BODY);
+  return { value: holder.item, paths: [...new Set(walk.out)] };
+}

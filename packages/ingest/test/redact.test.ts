@@ -1,3 +1,4 @@
+import { redactValue } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
 import { REDACTED, REDACTED_ANNOTATION, redactEvent, redactRequestURI } from "../src/index.js";
 
@@ -226,5 +227,13 @@ describe("redaction", () => {
     const listed = e.annotations[REDACTED_ANNOTATION].split(",");
     expect(listed).toHaveLength(51);
     expect(listed[50]).toBe("+150 more");
+  });
+
+  it("redactValue replaces a bare string item (which cannot be redacted in place)", () => {
+    expect(redactValue(`kind: Secret\ndata:\n  k: ${SECRET}\n`).value).toBe(`kind: Secret\ndata:\n  k: "${REDACTED}"\n`);
+    expect(redactValue(`not a manifest ${SECRET}`).value).toBe(REDACTED);
+    const object = { requestObject: { kind: "Secret", data: { k: SECRET } } };
+    expect(redactValue(object).value).toBe(object);
+    expect(JSON.stringify(object)).not.toContain(SECRET);
   });
 });
