@@ -726,6 +726,21 @@ export function plantedCorpus(run = randomBytes(4).toString("hex")): PlantedCase
       },
     }),
   );
+  add("message", "a refused Secret write's Status body echoing the value", (m) =>
+    auditEvent({
+      verb: "update",
+      requestURI: "/api/v1/namespaces/prod/secrets/db",
+      objectRef: secretRef(),
+      responseStatus: { metadata: {}, status: "Failure", code: 422 },
+      responseObject: {
+        kind: "Status",
+        status: "Failure",
+        reason: "Invalid",
+        message: `Secret "db" is invalid: data[pw]: Invalid value: "${m()}": a valid config key must consist of alphanumeric characters`,
+        code: 422,
+      },
+    }),
+  );
   add("message", "error message with a URL password", (m) =>
     auditEvent({
       verb: "get",

@@ -536,6 +536,9 @@ class BodyWalker {
       const cls = key === undefined ? SCAN : keyClass(key);
       if (cls === CREDENTIAL) next = REDACTED;
       else if (cls === SCAN || s.includes("-----BEGIN")) next = this.redactFreeString(s, ctx);
+      // A Status about a Secret (the response body of a refused write) echoes the value it refused.
+      if (key === "message" && (ctx & SECRET_BODY) !== 0)
+        next = (next ?? s).replace(INVALID_VALUE, (_m, label: string) => `${label}"${REDACTED}"`);
     }
     if (next !== undefined && next !== s) {
       (holder as Record<string | number, unknown>)[at] = next;
