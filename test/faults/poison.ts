@@ -41,11 +41,16 @@ export async function poisonEveryTopic(p: Pipeline) {
   return {
     events: events.length,
     alerts: alerts.length,
-    /** How many of the events and alerts poison records reached the dead-letter topic (as they were). */
+    windows: windows.length,
+    /** How many of the events, alerts and windows poison records reached the dead-letter topic (as they were). */
     deadLettered: async () => {
       const records = await readWholeTopic(p.options.brokers, p.topics.deadLetter);
       const values = new Set(records.map((r) => r.value));
-      return { events: events.filter((v) => values.has(v)).length, alerts: alerts.filter((v) => values.has(v)).length };
+      return {
+        events: events.filter((v) => values.has(v)).length,
+        alerts: alerts.filter((v) => values.has(v)).length,
+        windows: windows.filter((v) => values.has(v)).length,
+      };
     },
   };
 }

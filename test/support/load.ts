@@ -136,6 +136,8 @@ export interface LoadReport {
   requests: number;
   /** Answers that were not 2xx, by status ("error": connection failure or timeout). */
   refusals: Record<string, number>;
+  /** 429 and 503 answers that said nothing about when to come back (Retry-After). */
+  refusalsWithoutRetryAfter: number;
   /** Per-request latency in ms, each attempt. */
   latencies: number[];
   batches: number;
@@ -160,6 +162,7 @@ export function apiserverLoad(options: ApiserverLoadOptions): { done: Promise<Lo
     injectedAcknowledged: [],
     requests: 0,
     refusals: {},
+    refusalsWithoutRetryAfter: 0,
     latencies: [],
     batches: 0,
   };
@@ -189,6 +192,7 @@ export function apiserverLoad(options: ApiserverLoadOptions): { done: Promise<Lo
       report.latencies.push(Date.now() - t0);
       if (res.statusCode >= 200 && res.statusCode < 300) return true;
       report.refusals[res.statusCode] = (report.refusals[res.statusCode] ?? 0) + 1;
+      if ((res.statusCode === 429 || res.statusCode === 503) && !res.headers["retry-after"]) report.refusalsWithoutRetryAfter++;
       return false;
     } catch {
       report.latencies.push(Date.now() - t0);
