@@ -17,7 +17,7 @@ describe("k8s-audit start (embedded default)", () => {
   it("listens on localhost, prints the alert for the README example on stdout and appends it to the NDJSON file", async () => {
     const dir = mkdtempSync(join(tmpdir(), "k8s-audit-start-"));
     const alertsFile = join(dir, "alerts.ndjson");
-    const env = { ...process.env, K8S_AUDIT_ALERTS_FILE: alertsFile, LOG_LEVEL: "warn" };
+    const env: NodeJS.ProcessEnv = { ...process.env, K8S_AUDIT_ALERTS_FILE: alertsFile, LOG_LEVEL: "warn" };
     delete env.KAFKA_BROKERS;
     delete env.ELASTICSEARCH_URL;
     const cli = await startCli(["start", "--listen", "127.0.0.1:0"], env);

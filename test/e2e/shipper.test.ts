@@ -143,10 +143,13 @@ describe("shipper", () => {
       requestObject: { kind: "ClusterRole", rules: [{ apiGroups: [""], resources: ["pods/exec"], verbs: ["create"] }] },
     });
     const exec = auditEvent({ verb: "create", objectRef: { resource: "pods", subresource: "exec", namespace: "prod", name: "p" } });
-    const events = [pod, service, role, exec, clusterAdminBinding()].map((e) => ({ ...e, cluster: "prod-eu-1" }));
+    const events: Record<string, unknown>[] = [pod, service, role, exec, clusterAdminBinding()].map((e) => ({
+      ...e,
+      cluster: "prod-eu-1",
+    }));
     await bus.publish(
       topics.events,
-      events.map((e) => ({ key: `prod-eu-1/${e.auditID}`, value: JSON.stringify(e) })),
+      events.map((e) => ({ key: `prod-eu-1/${String(e.auditID)}`, value: JSON.stringify(e) })),
     );
     await startShipper(topics, namespace, `ship-${randomUUID()}`, true);
     const index = eventsDataStream(namespace);
