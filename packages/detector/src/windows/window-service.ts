@@ -159,6 +159,9 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   };
   const publish = alertPublisher({ bus, topic: topics.alerts, logger, metrics: options.metrics, onAlerts: options.onAlerts });
 
+  /** Alerts (and dead letters) whose publish failed: sent first by the next batch or check. */
+  let pending: Alert[] = [];
+  let pendingDeadLetters: BusMessage[] = [];
   // Counters of partitions that moved away stay counted: they happened.
   let retired = sumGauges([]);
   let subscription: Subscription | undefined;
@@ -235,17 +238,29 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       }
       state.nextOffset = BigInt((messages[messages.length - 1] as (typeof messages)[number]).offset) + 1n;
       const watermark = state.watermark(now);
-      await publish(
-        [...alerts, ...state.engine.advance(watermark), ...state.storms.expire(watermark)],
-        [bus.publish(topics.deadLetter, deadLetters)],
-      );
+      // The state above has already taken this batch in (a storm's head is emitted once, when it opens): if the
+      // publish fails, throwing would have kafkajs hand the same batch in again, and those alerts would never be
+      // emitted (and partial counts would be added twice). So they are kept and sent before anything newer, by the
+      // next batch or the timer; offsets are committed only after a publish succeeds, so a crash before then reads
+      // these records again from the last commit and rebuilds the same alerts.
+      const out = [...pending, ...alerts, ...state.engine.advance(watermark), ...state.storms.expire(watermark)];
+      const dead = [...pendingDeadLetters, ...deadLetters];
+      pending = [];
+      pendingDeadLetters = [];
+      try {
+        await publish(out, [bus.publish(topics.deadLetter, dead)]);
+      } catch (err) {
+        pending = [...out, ...pending];
+        pendingDeadLetters = [...dead, ...pendingDeadLetters];
+        logger.warn({ err, alerts: out.length }, "window alerts not published; retried with the next batch or check");
+        return;
+      }
       await commitDone();
     },
   });
 
   // Windows closed by the clock (idle sources) and silence: a failed publish is kept and retried; offsets move on only
   // after a publish succeeds, so a crash before then reads those windows again.
-  let pending: Alert[] = [];
   const timer = setInterval(() => {
     const now = Date.now();
     const alerts = [
@@ -256,8 +271,11 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       }),
     ];
     pending = [];
-    publish(alerts).then(commitDone, (err) => {
-      pending = alerts;
+    const dead = pendingDeadLetters;
+    pendingDeadLetters = [];
+    publish(alerts, [bus.publish(topics.deadLetter, dead)]).then(commitDone, (err) => {
+      pending = [...alerts, ...pending];
+      pendingDeadLetters = [...dead, ...pendingDeadLetters];
       logger.warn({ err, alerts: alerts.length }, "window alerts not published; retried at the next check");
     });
   }, options.idleCheckMs ?? 5_000);
