@@ -271,7 +271,9 @@ export function redactRequestURI(uri: string): { uri: string; redacted: boolean 
     const pair = pairs[i] as string;
     const eq = pair.indexOf("=");
     if (eq < 0) continue;
-    const name = decodeSafe(pair.slice(0, eq)).toLowerCase().replaceAll("-", "_");
+    const raw = pair.slice(0, eq);
+    const lower = (raw.includes("%") ? decodeSafe(raw) : raw).toLowerCase();
+    const name = lower.includes("-") ? lower.replaceAll("-", "_") : lower;
     if (name === "command") {
       commandAt.push(i);
       continue;
@@ -616,7 +618,7 @@ function secretsContext(item: Json): Context {
     const coreGroup = ref.apiGroup === undefined || ref.apiGroup === "" || ref.apiGroup === null;
     if (ref.resource === "secrets" && coreGroup) return SECRET_BODY;
     // externalsecrets, sealedsecrets, pushsecrets…: their templates' data is Secret content.
-    return /secret/i.test(ref.resource) ? SECRET_CARRIER : NONE;
+    return ref.resource.includes("secret") ? SECRET_CARRIER : NONE;
   }
   // A dead letter without a usable objectRef: the URI may tell; else be conservative.
   if (uri.length > 0) return /^\/api\/v1\/(?:namespaces\/[^/]+\/)?secrets(?:[/?]|$)/.test(uri) ? SECRET_BODY : NONE;
