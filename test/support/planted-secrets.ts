@@ -12,7 +12,7 @@ export interface PlantedCase {
   name: string;
   category: string;
   /** What is posted to the webhook (an audit event, or an invalid item that becomes a dead letter). */
-  item: Record<string, unknown> | unknown[];
+  item: Record<string, unknown> | unknown[] | string;
   /** The marker values planted in it (also planted base64-encoded where Secrets hold base64). */
   markers: string[];
   /** An audit event (true) or a dead letter (false). */
@@ -71,7 +71,7 @@ export function plantedCorpus(run = randomBytes(4).toString("hex")): PlantedCase
   const add = (
     category: string,
     name: string,
-    build: (m: (i?: number) => string) => Record<string, unknown> | unknown[],
+    build: (m: (i?: number) => string) => Record<string, unknown> | unknown[] | string,
     extra: { valid?: boolean; alerts?: string[] } = {},
   ) => {
     const id = ++n;
@@ -787,7 +787,7 @@ export function plantedCorpus(run = randomBytes(4).toString("hex")): PlantedCase
   });
 
   // --- Dead letters (invalid items: redacted before validation) ----------------------------------------------------
-  const dead = (name: string, build: (m: (i?: number) => string) => Record<string, unknown> | unknown[]) =>
+  const dead = (name: string, build: (m: (i?: number) => string) => Record<string, unknown> | unknown[] | string) =>
     add("dead-letter", name, build, { valid: false });
   dead("no objectRef, no auditID: a Secret body", (m) => {
     const e = auditEvent({ requestObject: { kind: "Secret", data: { password: b64(m()) } } });
@@ -809,6 +809,11 @@ export function plantedCorpus(run = randomBytes(4).toString("hex")): PlantedCase
     stage: "ResponseComplete",
     requestObject: [{ op: "add", path: "/data/password", value: b64(m()) }],
   }));
+  dead(
+    "a bare string item: a Secret manifest",
+    (m) => `apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: ${m()}\n`,
+  );
+  dead("a bare string item: an env line", (m) => `DB_PASSWORD=${m()}`);
   dead("an array item holding a Secret", (m) => [{ kind: "Secret", data: { password: b64(m()) } }]);
   dead("no auditID: a TokenRequest response", (m) => {
     const e = auditEvent({
@@ -821,6 +826,6 @@ export function plantedCorpus(run = randomBytes(4).toString("hex")): PlantedCase
     return e;
   });
 
-  for (const c of cases) if (!Array.isArray(c.item) && c.valid) c.item.auditID = randomUUID();
+  for (const c of cases) if (typeof c.item === "object" && !Array.isArray(c.item) && c.valid) c.item.auditID = randomUUID();
   return cases;
 }

@@ -13,7 +13,7 @@ import {
 import type { RecentEvents } from "./dedup.js";
 import type { DepthCut } from "./json-guard.js";
 import type { IngestMetrics } from "./metrics.js";
-import { redactEvent } from "./redact.js";
+import { redactValue } from "./redact.js";
 import type { Spool, SpoolEntry } from "./spool.js";
 import { deadLetterValue, TRUNCATED_ANNOTATION, TRUNCATED_FIELDS_ANNOTATION, truncateEvent } from "./truncate.js";
 
@@ -139,7 +139,8 @@ export class Ingestor {
       else cutsByItem.set(cut.item, [cut]);
     }
 
-    items.forEach((item, index) => {
+    items.forEach((received, index) => {
+      let item = received;
       const cuts = cutsByItem.get(index);
       const dead = (reason: string, value: { value: string; truncated: boolean }) => {
         if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index, reason });
@@ -156,8 +157,13 @@ export class Ingestor {
       // One item's failure (a walker's RangeError, a bug) is that item's dead letter, never a 5xx for the whole batch.
       let redacted = this.options.redact === false;
       try {
-        // Redact first: even an invalid item bound for the dead-letter topic must not carry secret values.
-        if (this.options.redact !== false && redactEvent(item).length > 0) metrics.redacted.inc();
+        // Redact first: even an invalid item bound for the dead-letter topic must not carry secret values. A bare string
+        // item cannot be changed in place: its redacted copy is what may leave.
+        if (this.options.redact !== false) {
+          const redaction = redactValue(item);
+          item = redaction.value;
+          if (redaction.paths.length > 0) metrics.redacted.inc();
+        }
         redacted = true;
         const parsed = AuditEventSchema.safeParse(item);
         if (!parsed.success) {
