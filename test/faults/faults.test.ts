@@ -1,12 +1,12 @@
 import { writeFileSync } from "node:fs";
 import {
+  killElasticsearch,
   killKafka,
   ownsElasticsearch,
   ownsKafka,
-  pauseElasticsearch,
   pauseKafka,
+  restartElasticsearch,
   restartKafka,
-  resumeElasticsearch,
   resumeKafka,
 } from "@k8s-audit/engines";
 import { afterAll, describe, expect, inject, it } from "vitest";
@@ -141,22 +141,22 @@ describe("faults", () => {
     await Promise.all([spooling.stop(), full.stop()]);
   });
 
-  it.skipIf(!ownEs)("Elasticsearch frozen (SIGSTOP) for 60 s", async () => {
+  it.skipIf(!ownEs)("kill -9 of Elasticsearch, down 60 s, restarted", async () => {
     const started = Date.now();
-    const p = await deploy("es-stop");
+    const p = await deploy("es-kill");
+    let outage = 0;
     const report = await runLoadWithFault(p, {
       durationMs: 10_000,
       faultAtMs: 2000,
       fault: async () => {
-        const pids = pauseElasticsearch();
-        try {
-          await sleep(60_000);
-        } finally {
-          await resumeElasticsearch(pids);
-        }
+        await killElasticsearch();
+        const t = Date.now();
+        await sleep(60_000);
+        await restartElasticsearch();
+        outage = Math.round((Date.now() - t) / 1000);
       },
     });
-    check(await count(p, "Elasticsearch SIGSTOP 60 s", report, started), p);
+    check(await count(p, "kill -9 Elasticsearch 60 s, restart", report, started, [`Elasticsearch out ${outage} s`]), p);
     await p.stop();
   });
 

@@ -155,7 +155,7 @@ const pack = loadDetection();
 export async function expectedAlertIds(events: Record<string, unknown>[], cluster: string, dir: string): Promise<Set<string>> {
   const file = join(dir, `attacks-${randomUUID().slice(0, 6)}.ndjson`);
   const sorted = [...events].sort((a, b) => String(a.stageTimestamp).localeCompare(String(b.stageTimestamp)));
-  writeFileSync(file, sorted.map((e) => JSON.stringify({ ...e, cluster })).join("\n") + "\n");
+  writeFileSync(file, `${sorted.map((e) => JSON.stringify({ ...e, cluster })).join("\n")}\n`);
   const alerts: Alert[] = [];
   await replay({
     inputs: [file],

@@ -1,4 +1,4 @@
-import { ELASTICSEARCH_URL, elasticsearchPids, elasticsearchReachable } from "./elasticsearch.js";
+import { ELASTICSEARCH_URL, elasticsearchPids, elasticsearchReachable, startElasticsearch } from "./elasticsearch.js";
 import { KAFKA_BROKERS, kafkaReachable, startKafka } from "./kafka.js";
 import { ENGINES_DIR, paths } from "./paths.js";
 import { pidAlive, pidsMatching, readPid, sleep } from "./system.js";
@@ -98,4 +98,23 @@ export function resumeKafka(pids: number[]): void {
       // gone
     }
   }
+}
+
+/** kill -9 of every Elasticsearch process (no flush: the translog is what recovery replays). */
+export async function killElasticsearch(): Promise<number[]> {
+  const pids = elasticsearchPids();
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  await waitGone(pids, 10_000);
+  return pids;
+}
+
+/** Starts Elasticsearch again on the same data folder and waits until the cluster is at least yellow. */
+export async function restartElasticsearch(log: (m: string) => void = () => {}): Promise<void> {
+  await startElasticsearch(log);
 }

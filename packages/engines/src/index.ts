@@ -7,11 +7,13 @@ export {
   stopElasticsearch,
 } from "./elasticsearch.js";
 export {
+  killElasticsearch,
   killKafka,
   ownsElasticsearch,
   ownsKafka,
   pauseElasticsearch,
   pauseKafka,
+  restartElasticsearch,
   restartKafka,
   resumeElasticsearch,
   resumeKafka,
