@@ -24,7 +24,8 @@ export async function hostileMix(p: Pipeline, token: string, durationMs: number)
   const SLOW_BODIES = "127.0.0.2";
   const SLOWLORIS = "127.0.0.3";
   const REQUESTS = "127.0.0.4";
-  const agent = new Agent({ connect: { localAddress: REQUESTS }, connections: 64 });
+  // (undici takes the port from each request's URL; the type wants one here.)
+  const agent = new Agent({ connect: { localAddress: REQUESTS, port }, connections: 64 });
   const open = (localAddress: string): Socket => {
     const s = connect({ port, host: "127.0.0.1", localAddress });
     s.on("error", () => {});
