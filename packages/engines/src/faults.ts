@@ -1,4 +1,4 @@
-import { ELASTICSEARCH_URL, elasticsearchPids, elasticsearchReachable, startElasticsearch } from "./elasticsearch.js";
+import { ELASTICSEARCH_URL, elasticsearchPids, startElasticsearch } from "./elasticsearch.js";
 import { KAFKA_BROKERS, kafkaReachable, startKafka } from "./kafka.js";
 import { ENGINES_DIR, paths } from "./paths.js";
 import { pidAlive, pidsMatching, readPid, sleep } from "./system.js";
@@ -33,18 +33,27 @@ async function waitGone(pids: number[], timeoutMs: number): Promise<void> {
   }
 }
 
-/** kill -9 of the broker: no controlled shutdown, its data folder stays as the crash left it. */
-export async function killKafka(): Promise<number[]> {
-  const pids = kafkaPids();
+/** Sends a signal to each process; one already gone is not an error. */
+function signal(pids: number[], sig: NodeJS.Signals): void {
   for (const pid of pids) {
     try {
-      process.kill(pid, "SIGKILL");
+      process.kill(pid, sig);
     } catch {
       // already gone
     }
   }
+}
+
+/** kill -9: no controlled shutdown, the data folder stays as the crash left it. Waits until every process is gone. */
+async function killAll(pids: number[]): Promise<number[]> {
+  signal(pids, "SIGKILL");
   await waitGone(pids, 10_000);
   return pids;
+}
+
+/** kill -9 of the broker; its log recovery runs on the next start. */
+export function killKafka(): Promise<number[]> {
+  return killAll(kafkaPids());
 }
 
 /** Starts the broker again on the same data folder (log recovery after an unclean shutdown) and waits until it answers. */
@@ -57,61 +66,20 @@ export async function restartKafka(log: (m: string) => void = () => {}): Promise
   }
 }
 
-/**
- * SIGSTOP of every Elasticsearch process: the node is frozen (as in a long GC pause, a stalled VM or a hung disk). Its
- * port still accepts connections, but nothing answers: clients wait for their timeouts, the harshest case for a
- * shipper. SIGCONT resumes it with its state intact.
- */
-export function pauseElasticsearch(): number[] {
-  const pids = elasticsearchPids();
-  for (const pid of pids) process.kill(pid, "SIGSTOP");
-  return pids;
-}
-
-export async function resumeElasticsearch(pids: number[] = elasticsearchPids()): Promise<void> {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGCONT");
-    } catch {
-      // gone
-    }
-  }
-  const deadline = Date.now() + 60_000;
-  while (!(await elasticsearchReachable())) {
-    if (Date.now() > deadline) throw new Error("Elasticsearch did not answer within 60 s of SIGCONT");
-    await sleep(250);
-  }
-}
-
 /** SIGSTOP / SIGCONT of the broker (a frozen broker: connections stay open, nothing is answered). */
 export function pauseKafka(): number[] {
   const pids = kafkaPids();
-  for (const pid of pids) process.kill(pid, "SIGSTOP");
+  signal(pids, "SIGSTOP");
   return pids;
 }
 
 export function resumeKafka(pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGCONT");
-    } catch {
-      // gone
-    }
-  }
+  signal(pids, "SIGCONT");
 }
 
 /** kill -9 of every Elasticsearch process (no flush: the translog is what recovery replays). */
-export async function killElasticsearch(): Promise<number[]> {
-  const pids = elasticsearchPids();
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-  await waitGone(pids, 10_000);
-  return pids;
+export function killElasticsearch(): Promise<number[]> {
+  return killAll(elasticsearchPids());
 }
 
 /** Starts Elasticsearch again on the same data folder and waits until the cluster is at least yellow. */

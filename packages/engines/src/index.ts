@@ -11,11 +11,9 @@ export {
   killKafka,
   ownsElasticsearch,
   ownsKafka,
-  pauseElasticsearch,
   pauseKafka,
   restartElasticsearch,
   restartKafka,
-  resumeElasticsearch,
   resumeKafka,
 } from "./faults.js";
 export { KAFKA_BROKERS, kafkaPid, kafkaReachable, startKafka, stopKafka } from "./kafka.js";
