@@ -203,7 +203,7 @@ export async function startPipeline(options: {
           topic: topics.events,
           windowMs: dedupWindowMs,
           capacity: config.K8S_AUDIT_DEDUP_CAPACITY,
-          spoolDir: spool ? config.K8S_AUDIT_SPOOL_DIR : undefined,
+          spool,
           logger,
         });
       }

@@ -1,8 +1,6 @@
-import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
 import type { AuditEvent, Bus, Logger } from "@k8s-audit/core";
 import { ingestDedupKey } from "./ingestor.js";
-import type { SpoolEntry } from "./spool.js";
+import type { Spool } from "./spool.js";
 
 /**
  * Remembers recently stored events (ingestDedupKey: cluster, auditID, requestReceivedTimestamp, stage, stageTimestamp)
@@ -63,7 +61,7 @@ export async function warmRecentEvents(
     topic: string;
     windowMs: number;
     capacity: number;
-    spoolDir?: string;
+    spool?: Spool;
     logger: Logger;
     timeoutMs?: number;
     now?: number;
@@ -83,16 +81,7 @@ export async function warmRecentEvents(
     return true;
   };
   let fromSpool = 0;
-  if (options.spoolDir && existsSync(options.spoolDir)) {
-    for (const name of readdirSync(options.spoolDir).filter((n) => /^\d{12}\.json$/.test(n))) {
-      try {
-        const entries = JSON.parse(readFileSync(join(options.spoolDir, name), "utf8")) as SpoolEntry[];
-        for (const e of entries) if (e.topic === options.topic) for (const m of e.messages) if (learn(m.value, now)) fromSpool++;
-      } catch {
-        // A segment the spool itself cannot read either; it reports it when draining.
-      }
-    }
-  }
+  for (const m of options.spool?.waiting(options.topic) ?? []) if (learn(m.value, now)) fromSpool++;
   let fromTopic = 0;
   if (options.bus.readRecent) {
     const partitions = Math.max(1, await options.bus.partitionCount(options.topic).catch(() => 1));

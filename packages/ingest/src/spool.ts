@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Bus, BusMessage, Logger } from "@k8s-audit/core";
@@ -61,6 +61,22 @@ export class Spool {
 
   get size(): number {
     return this.bytes;
+  }
+
+  /**
+   * The messages for `topic` still waiting in the spool, segment by segment, oldest first (what a restarted ingest must
+   * know it already accepted). A segment drained meanwhile, or unreadable, is skipped: the drain reports the latter.
+   */
+  *waiting(topic: string): Generator<BusMessage> {
+    for (const { name } of [...this.files]) {
+      let entries: SpoolEntry[];
+      try {
+        entries = JSON.parse(readFileSync(join(this.dir, name), "utf8")) as SpoolEntry[];
+      } catch {
+        continue;
+      }
+      for (const entry of entries) if (entry.topic === topic) yield* entry.messages;
+    }
   }
 
   /** Stores one request's messages durably; false when the spool is full (the caller answers 503). */

@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger, MemoryBus } from "@k8s-audit/core";
 import { describe, expect, it } from "vitest";
-import { createIngestMetrics, FUTURE_STAMP_ANNOTATION, Ingestor, ingestDedupKey, RecentEvents, Spool } from "../src/index.js";
+import {
+  createIngestMetrics,
+  FUTURE_STAMP_ANNOTATION,
+  Ingestor,
+  ingestDedupKey,
+  RecentEvents,
+  Spool,
+  warmRecentEvents,
+} from "../src/index.js";
 
 describe("RecentEvents", () => {
   it("remembers keys for the window only", () => {
@@ -111,5 +119,32 @@ describe("Spool", () => {
     await second.stop();
     expect(bus.read("t").map((m) => m.value)).toEqual(["1", "2", "3"]);
     expect(readdirSync(dir)).toHaveLength(0);
+  });
+
+  it("tells a restarted ingest's dedup what already waits in it, for the events topic only", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "spool-"));
+    const down = new MemoryBus();
+    await down.close();
+    const stored = { auditID: "a-1", cluster: "prod", stage: "ResponseComplete", requestReceivedTimestamp: "t0", stageTimestamp: "t1" };
+    const other = { ...stored, auditID: "dead-1" };
+    await new Spool(dir, 10_000, down, logger).append([
+      { topic: "events", messages: [{ value: JSON.stringify(stored) }] },
+      { topic: "deadletter", messages: [{ value: JSON.stringify(other) }] },
+    ]);
+    const restarted = new Spool(dir, 10_000, down, logger);
+    expect([...restarted.waiting("events")].map((m) => m.value)).toEqual([JSON.stringify(stored)]);
+    const dedup = new RecentEvents(60_000, 100);
+    // The in-memory bus cannot read back its tail: only the spool teaches the dedup here.
+    const learned = await warmRecentEvents(dedup, {
+      bus: down,
+      topic: "events",
+      windowMs: 60_000,
+      capacity: 100,
+      spool: restarted,
+      logger,
+    });
+    expect(learned).toEqual({ fromTopic: 0, fromSpool: 1 });
+    expect(dedup.has(ingestDedupKey("prod", stored as never))).toBe(true);
+    expect(dedup.has(ingestDedupKey("prod", other as never))).toBe(false);
   });
 });
