@@ -17,7 +17,7 @@ import {
   startDetectorService,
   startWindowService,
 } from "@k8s-audit/detector";
-import { checkIngestConfig, createIngestServer, RecentEvents, Spool, TokenSet, warmRecentEvents, watchFiles } from "@k8s-audit/ingest";
+import { checkIngestConfig, createIngestServer, RecentEvents, Spool, TokenSet, warmRecentEvents, watchTokenFile } from "@k8s-audit/ingest";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
 export interface StageSelection {
@@ -52,20 +52,10 @@ export function detectionDirs(config: Config): { rulesDirs: string[]; sigmaDirs:
  * /metrics and /healthz for a stage that runs without the ingest's HTTP server. With K8S_AUDIT_METRICS_TOKEN_FILE,
  * /metrics wants one of its tokens, as the ingest's does.
  */
-async function serveMetrics(listen: string, registry: DetectorMetrics["registry"], tokensFile?: string): Promise<Server> {
+async function serveMetrics(listen: string, registry: DetectorMetrics["registry"], logger: Logger, tokensFile?: string): Promise<Server> {
   const { host, port } = parseListen(listen);
   const tokens = tokensFile ? TokenSet.fromFile(tokensFile) : undefined;
-  const stopWatching =
-    tokensFile && tokens
-      ? watchFiles([tokensFile], () => {
-          // An unreadable or deleted file revokes: metrics stay closed rather than open.
-          try {
-            tokens.load(tokensFile);
-          } catch {
-            tokens.set([]);
-          }
-        })
-      : undefined;
+  const stopWatching = tokensFile && tokens ? watchTokenFile(tokensFile, tokens, logger) : undefined;
   const server = createServer((req, res) => {
     if (req.url === "/healthz") {
       res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}');
@@ -248,7 +238,12 @@ export async function startPipeline(options: {
       url = `${tls ? "https" : "http"}://${host}:${port}/audit`;
     }
     if (!stages.ingest && detectorMetrics && config.K8S_AUDIT_METRICS_LISTEN) {
-      metricsServer = await serveMetrics(config.K8S_AUDIT_METRICS_LISTEN, detectorMetrics.registry, config.K8S_AUDIT_METRICS_TOKEN_FILE);
+      metricsServer = await serveMetrics(
+        config.K8S_AUDIT_METRICS_LISTEN,
+        detectorMetrics.registry,
+        logger,
+        config.K8S_AUDIT_METRICS_TOKEN_FILE,
+      );
       logger.info({ listen: config.K8S_AUDIT_METRICS_LISTEN }, "detector metrics on /metrics");
     }
   } catch (err) {

@@ -5,7 +5,7 @@ export { type DepthCut, type DepthMarker, depthMarker, parseJsonGuarded } from "
 export { createIngestMetrics, type IngestMetrics } from "./metrics.js";
 export { REDACTED, REDACTED_ANNOTATION, redactEvent, redactRequestURI } from "./redact.js";
 export { checkIngestConfig, LOOPBACK } from "./safe-defaults.js";
-export { createIngestServer, type IngestOptions } from "./server.js";
+export { createIngestServer, type IngestOptions, watchTokenFile } from "./server.js";
 export { Spool, type SpoolEntry } from "./spool.js";
 export { type Credential, certificateClusters, decideCluster, tokenClusters } from "./tenancy.js";
 export { readTlsFiles, type TlsFiles, watchFiles } from "./tls.js";

@@ -164,7 +164,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     [options.tokensFile, options.tokensFile ? tokens : undefined],
     [options.metricsTokensFile, options.metricsTokensFile ? metricsTokens : undefined],
   ] as const) {
-    if (file && set) stopWatching.push(watchFiles([file], () => reloadTokens(file, set, logger), options.reloadIntervalMs));
+    if (file && set) stopWatching.push(watchTokenFile(file, set, logger, options.reloadIntervalMs));
   }
 
   const ingestor = new Ingestor({ ...options, metrics });
@@ -355,6 +355,14 @@ function hasBody(req: FastifyRequest): boolean {
  * one; a malformed line is left out (the other lines, and so any revocation in the same edit, take effect); any other
  * read error (permissions, I/O) keeps the previous tokens and is logged: it says nothing about who should be let in.
  */
+/**
+ * Re-reads a token file when it changes (webhook tokens, metrics tokens): a deleted or emptied file revokes every
+ * token; an unreadable one keeps the previous tokens. Returns the function that stops watching.
+ */
+export function watchTokenFile(file: string, tokens: TokenSet, logger: Logger, intervalMs?: number): () => void {
+  return watchFiles([file], () => reloadTokens(file, tokens, logger), intervalMs);
+}
+
 function reloadTokens(file: string, tokens: TokenSet, logger: Logger): void {
   try {
     const errors = tokens.load(file);
