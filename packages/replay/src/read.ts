@@ -12,7 +12,7 @@ export interface ReadContext {
   accept: (event: AuditEvent) => boolean;
   /**
    * Run the pipeline's one redactor on every record as it is read, before filters, detection and every sink
-   * (docs/redaction.md). Off only for `--no-redact`.
+   * (docs/redaction.md). Off only through the library option `replay({ redact: false })` (benchmarks); the CLI has no switch.
    */
   redact: boolean;
   counts: { eventsRead: number; matched: number };
