@@ -4,6 +4,7 @@ export { KafkaBus, type KafkaBusOptions } from "./bus/kafka.js";
 export { MemoryBus } from "./bus/memory.js";
 export type * from "./bus/types.js";
 export * from "./config.js";
+export { configurationMarkdown } from "./config-doc.js";
 export { ecsEntities } from "./ecs.js";
 export * from "./logger.js";
 export { REDACTED, REDACTED_ANNOTATION, redactArgv, redactEvent, redactRequestURI, redactText, redactValue } from "./redact.js";
