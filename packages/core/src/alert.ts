@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 
-/** ECS event.severity for each rule severity, as Kibana Security maps them (design.md §4). */
+/** ECS event.severity for each rule severity, as Kibana Security maps them (docs/decisions/0001-event-and-alert-contracts.md). */
 export const SEVERITY_SCORES = { low: 21, medium: 47, high: 73, critical: 99 } as const;
 export type Severity = keyof typeof SEVERITY_SCORES;
 export const SeveritySchema = z.enum(["low", "medium", "high", "critical"]);

@@ -1,7 +1,8 @@
 /**
  * The archive formats investigators hold, turned into audit events: --audit-log-path JSON lines, EventList and
- * single-event files, and the cloud exports (design.md §2): EKS via CloudWatch (`message` holds the event JSON), AKS
- * diagnostic records (`properties.log` holds it), GKE Cloud Logging entries (`protoPayload`, a lossy mapping).
+ * single-event files, and the cloud exports (docs/decisions/0011-audit-log-formats.md): EKS via CloudWatch
+ * (`message` holds the event JSON), AKS diagnostic records (`properties.log` holds it), GKE Cloud Logging entries
+ * (`protoPayload`, a lossy mapping).
  */
 type Json = Record<string, unknown>;
 const isObject = (v: unknown): v is Json => v !== null && typeof v === "object" && !Array.isArray(v);

@@ -3,7 +3,8 @@ import type { Logger } from "pino";
 import type { Bus, BusMessage, ConsumedMessage, ConsumeOptions, Subscription } from "./types.js";
 
 /**
- * The only module that knows kafkajs (design.md §3: unmaintained, keep it swappable).
+ * The only module that knows kafkajs: it is unmaintained, so it stays swappable
+ * (docs/decisions/0006-kafka-client-behind-one-module.md).
  * Producer: idempotent, acks=all, one in-flight request per broker so retries cannot reorder.
  */
 export interface KafkaBusOptions {
