@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ConsumedMessage } from "@k8s-audit/core";
-import { SHIPPED_SIGMA_DIR } from "@k8s-audit/detector";
+import { SHIPPED_SIGMA_DIR } from "@k8s-audit/rules";
 import { alertsDataStream, createElasticsearchClient, eventsDataStream } from "@k8s-audit/shipper";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { CLI, type CliProcess, startCli } from "../support/cli.js";

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { type Alert, AuditEventSchema, KafkaBus, type Topics } from "@k8s-audit/core";
-import { Detector, loadRules } from "@k8s-audit/detector";
+import { Detector } from "@k8s-audit/detector";
 import { ELASTICSEARCH_URL, elasticsearchPid, startElasticsearch, stopElasticsearch } from "@k8s-audit/engines";
+import { loadRules } from "@k8s-audit/rules";
 import {
   alertsDataStream,
   createElasticsearchClient,

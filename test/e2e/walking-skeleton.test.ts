@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
-import { stormHeadId } from "@k8s-audit/detector";
 import { alertsDataStream, createElasticsearchClient } from "@k8s-audit/shipper";
+import { stormHeadId } from "@k8s-audit/windows";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
 import { quietLogger, readTopic, uniqueTopics } from "../support/kafka.js";

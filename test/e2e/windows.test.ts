@@ -1,5 +1,5 @@
 import { type Alert, type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
-import { loadDetection } from "@k8s-audit/detector";
+import { loadDetection } from "@k8s-audit/rules";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { type Deployment, deploy } from "../support/deployment.js";
 import { auditEvent } from "../support/events.js";

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { type Alert, type AuditEvent, KafkaBus, type Subscription, type Topics } from "@k8s-audit/core";
-import { type DetectionPack, Detector, loadDetection, startDetectorService, startWindowService } from "@k8s-audit/detector";
+import { Detector, startDetectorService, startWindowService } from "@k8s-audit/detector";
+import { type DetectionPack, loadDetection } from "@k8s-audit/rules";
 import { startTestIngest } from "./ingest.js";
 import { quietLogger, uniqueTopics } from "./kafka.js";
 

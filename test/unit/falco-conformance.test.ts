@@ -1,7 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AuditEventSchema } from "@k8s-audit/core";
-import { Detector, loadRules } from "@k8s-audit/detector";
+import { Detector } from "@k8s-audit/detector";
+import { loadRules } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
 
 /**

@@ -1,5 +1,6 @@
 import { AuditEventSchema, REDACTED_ANNOTATION, redactEvent, redactValue } from "@k8s-audit/core";
-import { buildAlert, Detector, loadDetection, SHIPPED_SIGMA_DIR } from "@k8s-audit/detector";
+import { Detector } from "@k8s-audit/detector";
+import { buildAlert, loadDetection, SHIPPED_SIGMA_DIR } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
 import { findMarkers, plantedCorpus } from "../support/planted-secrets.js";
 

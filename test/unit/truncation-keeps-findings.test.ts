@@ -1,6 +1,7 @@
 import { type AuditEvent, AuditEventSchema, createLogger, MemoryBus } from "@k8s-audit/core";
-import { type CompiledRule, Detector, loadRules, loadSigmaRules, SHIPPED_SIGMA_DIR, TEST_EVENT_DEFAULTS } from "@k8s-audit/detector";
+import { Detector, TEST_EVENT_DEFAULTS } from "@k8s-audit/detector";
 import { createIngestMetrics, Ingestor, TRUNCATED_ANNOTATION } from "@k8s-audit/ingest";
+import { type CompiledRule, loadRules, loadSigmaRules, SHIPPED_SIGMA_DIR } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
 
 /**

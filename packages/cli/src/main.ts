@@ -1,6 +1,7 @@
 import { type ConfigInput, createLogger, loadConfig } from "@k8s-audit/core";
-import { loadDetection, runEvasionTests, runRuleTests, runTimedRuleTests } from "@k8s-audit/detector";
+import { runEvasionTests, runRuleTests, runTimedRuleTests } from "@k8s-audit/detector";
 import { writeKitCertificates } from "@k8s-audit/ingest";
+import { loadDetection } from "@k8s-audit/rules";
 import { Command } from "commander";
 import { createAlertOutput } from "./alert-output.js";
 import { type StageSelection, startPipeline } from "./pipeline.js";

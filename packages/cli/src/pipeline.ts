@@ -9,15 +9,9 @@ import {
   type Subscription,
   topicsOf,
 } from "@k8s-audit/core";
-import {
-  createDetectorMetrics,
-  Detector,
-  type DetectorMetrics,
-  loadDetection,
-  startDetectorService,
-  startWindowService,
-} from "@k8s-audit/detector";
+import { createDetectorMetrics, Detector, type DetectorMetrics, startDetectorService, startWindowService } from "@k8s-audit/detector";
 import { checkIngestConfig, createIngestServer, RecentEvents, Spool, TokenSet, warmRecentEvents, watchTokenFile } from "@k8s-audit/ingest";
+import { loadDetection } from "@k8s-audit/rules";
 import { createElasticsearchClient, startShipperService } from "@k8s-audit/shipper";
 
 export interface StageSelection {

@@ -1,7 +1,8 @@
 import { createWriteStream } from "node:fs";
 import { type Alert, type AuditEvent, type Config, createBus, type Logger } from "@k8s-audit/core";
-import { Detector, loadDetection } from "@k8s-audit/detector";
+import { Detector } from "@k8s-audit/detector";
 import { KafkaSink, type ReplayFilters, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
+import { loadDetection } from "@k8s-audit/rules";
 import {
   alertsDataStream,
   type BulkDocument,

@@ -8,7 +8,8 @@
  * the heap lazily with garbage long before collecting. Were the state unbounded, the run would end out of memory.
  */
 import type { AuditEvent } from "@k8s-audit/core";
-import { Detector, loadDetection } from "../src/index.js";
+import { loadDetection } from "@k8s-audit/rules";
+import { Detector } from "../src/index.js";
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 1_000_000);
 const SPAN_MS = 10 * 60_000;

@@ -6,7 +6,8 @@
 import { randomUUID } from "node:crypto";
 import { type AuditEvent, createLogger, KafkaBus, syntheticAuditEvent } from "@k8s-audit/core";
 import { KAFKA_BROKERS, startKafka } from "@k8s-audit/engines";
-import { Detector, loadRulePack, startDetectorService, startWindowService } from "../src/index.js";
+import { loadRulePack } from "@k8s-audit/rules";
+import { Detector, startDetectorService, startWindowService } from "../src/index.js";
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 200_000);
 const logger = createLogger({ level: "warn" });

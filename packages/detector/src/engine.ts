@@ -1,10 +1,6 @@
 import { type Alert, type AuditEvent, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
-import { buildAlert } from "./alert-builder.js";
-import type { CompiledRule } from "./loader.js";
-import { countsInWindows, failed, refusal, requestKey } from "./request.js";
-import { StormAggregator } from "./storm.js";
-import { ClusterWindows } from "./windows/cluster-windows.js";
-import type { CompiledWindowRule, WindowEngineOptions } from "./windows/engine.js";
+import { buildAlert, type CompiledRule, type CompiledWindowRule, countsInWindows, failed, refusal, requestKey } from "@k8s-audit/rules";
+import { ClusterWindows, StormAggregator, type WindowEngineOptions } from "@k8s-audit/windows";
 
 export interface DetectorOptions {
   /** (rule, request) pairs remembered to keep one alert per request across its stages. */

@@ -1,6 +1,6 @@
 import { type AuditEvent, AuditEventSchema, describeIssues, SEVERITY_SCORES } from "@k8s-audit/core";
+import type { CompiledRule } from "@k8s-audit/rules";
 import { Detector } from "./engine.js";
-import type { CompiledRule } from "./loader.js";
 import { TEST_EVENT_DEFAULTS } from "./rule-tests.js";
 
 /**

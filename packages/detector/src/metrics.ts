@@ -1,13 +1,5 @@
+import { sumGauges, type WindowGauges, type WindowStats } from "@k8s-audit/windows";
 import { Counter, Gauge, Registry } from "prom-client";
-import type { WindowStats } from "./windows/engine.js";
-
-/** What a window engine (or a window stage's engines together) can report when scraped. */
-export interface WindowGauges extends WindowStats {
-  /** Keys with an open window (exact buckets). */
-  openKeys: number;
-  /** Keys remembered across windows (baselines, sequence progress, silence). */
-  rememberedKeys: number;
-}
 
 const WINDOW_COUNTERS: Record<keyof WindowStats, string> = {
   lateEvents: "Events older than their window's lateness allowance, dropped",
@@ -17,22 +9,6 @@ const WINDOW_COUNTERS: Record<keyof WindowStats, string> = {
   droppedEvents: "Events of tail keys a sketch cannot count (distinct, ratio, sequence, silence rules), dropped",
   futureEvents: "Events stamped further ahead of the receiving clock than the allowed skew: judged, but not counted in windows",
 };
-
-/** The sum of several engines' gauges (all zero for none). */
-export function sumGauges(all: readonly WindowGauges[]): WindowGauges {
-  const sum: WindowGauges = {
-    lateEvents: 0,
-    evictedKeys: 0,
-    sketchedEvents: 0,
-    promotedKeys: 0,
-    droppedEvents: 0,
-    futureEvents: 0,
-    openKeys: 0,
-    rememberedKeys: 0,
-  };
-  for (const g of all) for (const k of Object.keys(sum) as (keyof WindowGauges)[]) sum[k] += g[k];
-  return sum;
-}
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 

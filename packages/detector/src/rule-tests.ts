@@ -1,8 +1,7 @@
 import { AuditEventSchema, describeIssues } from "@k8s-audit/core";
+import type { CompiledRule, CompiledWindowRule, TimedTestGroup } from "@k8s-audit/rules";
+import { WindowEngine } from "@k8s-audit/windows";
 import { Detector } from "./engine.js";
-import type { CompiledRule } from "./loader.js";
-import { type CompiledWindowRule, WindowEngine } from "./windows/engine.js";
-import type { TimedTestGroup } from "./windows/window-rule.js";
 
 /**
  * Defaults under every inline test event, so a rule's tests state only what matters to the rule. The result must still

@@ -9,12 +9,11 @@ import {
   type Topics,
   whyNotAnAuditEvent,
 } from "@k8s-audit/core";
+import { type CompiledWindowRule, countsInWindows } from "@k8s-audit/rules";
+import { PartialCountCache } from "@k8s-audit/windows";
 import { alertPublisher } from "./alert-publisher.js";
 import type { Detector } from "./engine.js";
 import type { DetectorMetrics } from "./metrics.js";
-import { countsInWindows } from "./request.js";
-import type { CompiledWindowRule } from "./windows/engine.js";
-import { PartialCountCache } from "./windows/partial-cache.js";
 
 export interface DetectorServiceOptions {
   bus: Bus;

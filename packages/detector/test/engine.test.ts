@@ -1,6 +1,7 @@
 import { AuditEventSchema } from "@k8s-audit/core";
+import { loadRules } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
-import { Detector, loadRules } from "../src/index.js";
+import { Detector } from "../src/index.js";
 
 const rules = loadRules();
 const at = (ms: number) => new Date(Date.UTC(2026, 10, 28, 12, 0, 0) + ms).toISOString();

@@ -1,5 +1,6 @@
+import { loadRules } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
-import { evasionCases, loadRules, runEvasionTests } from "../src/index.js";
+import { evasionCases, runEvasionTests } from "../src/index.js";
 
 describe("evasion suite (offline)", () => {
   const rules = loadRules();

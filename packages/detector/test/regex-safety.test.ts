@@ -2,18 +2,19 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
-import { describe, expect, it } from "vitest";
 import {
-  Detector,
+  compileGlob,
+  compileRegex,
   loadRules,
   loadSigmaRules,
+  REGEX_INPUT_CAP,
   RuleLoadError,
   SHIPPED_RULES_DIR,
   SHIPPED_SIGMA_DIR,
   SigmaLoadError,
-  TEST_EVENT_DEFAULTS,
-} from "../src/index.js";
-import { compileGlob, compileRegex, REGEX_INPUT_CAP } from "../src/text-match.js";
+} from "@k8s-audit/rules";
+import { describe, expect, it } from "vitest";
+import { Detector, TEST_EVENT_DEFAULTS } from "../src/index.js";
 
 const EXEC_BASE = "/api/v1/namespaces/x/pods/p/exec?";
 const execEvent = (requestURI: string, n = 0): AuditEvent =>

@@ -2,8 +2,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AuditEvent } from "@k8s-audit/core";
+import { loadRulePack, loadRules, RuleLoadError, SHIPPED_RULES_DIR } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
-import { loadRulePack, loadRules, RuleLoadError, runRuleTests, runTimedRuleTests, SHIPPED_RULES_DIR } from "../src/index.js";
+import { runRuleTests, runTimedRuleTests } from "../src/index.js";
 
 describe("shipped rule pack", () => {
   const rules = loadRules();

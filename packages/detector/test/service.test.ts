@@ -1,6 +1,7 @@
 import { createLogger, MemoryBus } from "@k8s-audit/core";
+import { loadRulePack, loadRules } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
-import { createDetectorMetrics, Detector, loadRulePack, loadRules, startDetectorService } from "../src/index.js";
+import { createDetectorMetrics, Detector, startDetectorService } from "../src/index.js";
 
 describe("detector stage", () => {
   it("publishes alerts and dead-letters records that are not audit events, with the reason", async () => {

@@ -2,17 +2,9 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AuditEventSchema } from "@k8s-audit/core";
+import { compileSigmaRule, loadSigmaPack, loadSigmaRules, parseSigmaCondition, SHIPPED_SIGMA_DIR, SigmaLoadError } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
-import {
-  compileSigmaRule,
-  loadSigmaPack,
-  loadSigmaRules,
-  parseSigmaCondition,
-  runRuleTests,
-  runTimedRuleTests,
-  SHIPPED_SIGMA_DIR,
-  SigmaLoadError,
-} from "../src/index.js";
+import { runRuleTests, runTimedRuleTests } from "../src/index.js";
 
 const logsource = { product: "kubernetes", service: "audit" };
 const event = (o: Record<string, unknown>) =>

@@ -1,6 +1,8 @@
 import { type Alert, AuditEventSchema } from "@k8s-audit/core";
+import { loadDetection } from "@k8s-audit/rules";
+import { StormAggregator } from "@k8s-audit/windows";
 import { describe, expect, it } from "vitest";
-import { Detector, loadDetection, StormAggregator } from "../src/index.js";
+import { Detector } from "../src/index.js";
 
 /**
  * At-least-once delivery hands the window stage the same per-event alert again (a detector killed before it committed,

@@ -1,6 +1,7 @@
 import { type Alert, AuditEventSchema, type Bus, createLogger, MemoryBus } from "@k8s-audit/core";
+import { loadDetection } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
-import { Detector, loadDetection, startWindowService } from "../src/index.js";
+import { Detector, startWindowService } from "../src/index.js";
 
 /**
  * The window stage emits a storm's head once, when the storm opens. If that publish fails (the broker just died), the

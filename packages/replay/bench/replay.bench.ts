@@ -6,7 +6,8 @@ import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync } 
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { syntheticAuditEvent } from "@k8s-audit/core";
-import { Detector, loadRulePack } from "@k8s-audit/detector";
+import { Detector } from "@k8s-audit/detector";
+import { loadRulePack } from "@k8s-audit/rules";
 import { replay } from "../src/index.js";
 
 const TARGET_MB = Number(process.env.BENCH_REPLAY_MB ?? 300);

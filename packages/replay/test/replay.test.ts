@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import type { Alert, AuditEvent } from "@k8s-audit/core";
-import { Detector, loadRules } from "@k8s-audit/detector";
+import { Detector } from "@k8s-audit/detector";
+import { loadRules } from "@k8s-audit/rules";
 import { describe, expect, it } from "vitest";
 import { parseTime, replay, resolveInputs } from "../src/index.js";
 

@@ -5,8 +5,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { type Alert, AuditEventSchema, createLogger, KafkaBus, syntheticAuditEvent } from "@k8s-audit/core";
-import { Detector, loadRules } from "@k8s-audit/detector";
+import { Detector } from "@k8s-audit/detector";
 import { ELASTICSEARCH_URL, ensureEngines } from "@k8s-audit/engines";
+import { loadRules } from "@k8s-audit/rules";
 import { ALERTS_DATASET, alertsDataStream, createElasticsearchClient, ensureAlertTemplate, startShipperService } from "../src/index.js";
 
 const DOCS = Number(process.env.BENCH_DOCS ?? 50_000);

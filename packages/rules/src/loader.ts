@@ -7,11 +7,10 @@ import type { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, fieldsRead, type Predicate, requiredValues } from "./condition.js";
 import { containersOf } from "./request.js";
 import { type Exceptions, LibrarySchema, type RuleDefinition, RuleSchema } from "./rule.js";
-import type { CompiledWindowRule } from "./windows/engine.js";
-import { admissionCondition, type TimedRuleDefinition, TimedRuleSchema } from "./windows/window-rule.js";
+import { admissionCondition, type CompiledWindowRule, type TimedRuleDefinition, TimedRuleSchema } from "./timed-rule.js";
 
 /** The rule pack shipped with the product. */
-export const SHIPPED_RULES_DIR = fileURLToPath(new URL("../rules", import.meta.url));
+export const SHIPPED_RULES_DIR = fileURLToPath(new URL("../shipped", import.meta.url));
 
 /**
  * What `exclude_system_components` excludes: the cluster's own identities doing what their role does (macro in

@@ -2,8 +2,8 @@ import { issueLines } from "@k8s-audit/core";
 import { z } from "zod";
 import type { CompileContext, Condition } from "../condition.js";
 import { type CompiledRule, compileTimedRule } from "../loader.js";
-import type { CompiledWindowRule } from "../windows/engine.js";
-import { type TimedRuleDefinition, TimedRuleSchema } from "../windows/window-rule.js";
+import type { CompiledWindowRule } from "../timed-rule.js";
+import { type TimedRuleDefinition, TimedRuleSchema } from "../timed-rule.js";
 
 /**
  * Sigma correlation rules (Sigma specification v2: `correlation:` with event_count, value_count, temporal,

@@ -36,6 +36,75 @@ export function threatOf(threat: RuleDefinition["threat"]): NonNullable<Alert["t
   };
 }
 
+/** What the rule's metadata gives every alert it raises (per-event and timed rules share RULE_METADATA). */
+export type AlertingRule = Pick<
+  RuleDefinition,
+  "id" | "name" | "description" | "severity" | "risk_score" | "version" | "threat" | "references"
+> & {
+  category: string[];
+  type: string[];
+};
+
+/** The parts of an alert's envelope that differ between per-event, attempt and timed alerts. */
+export interface EnvelopeFields {
+  id: string;
+  timestamp: string;
+  message: string;
+  action: string;
+  outcome: Alert["event"]["outcome"];
+  created: string;
+  /** Defaults to the rule's own (an attempt alert has its own id, name and lowered severity). */
+  ruleId?: string;
+  name?: string;
+  severity?: RuleDefinition["severity"];
+  riskScore?: number;
+  reason?: string;
+  /** Timed alerts: the window and how many events it counted. */
+  start?: string;
+  end?: string;
+  count?: number;
+}
+
+/**
+ * The one alert envelope (ECS `event`, `rule`, `threat`, message and time) for every alert the detector raises:
+ * per-event, attempt and timed alerts call it; storm summaries copy the envelope of the alert they fold. The rest of
+ * an alert (who, where, what request) is the caller's.
+ */
+export function alertEnvelope(def: AlertingRule, f: EnvelopeFields): Pick<Alert, "@timestamp" | "message" | "event" | "rule" | "threat"> {
+  const severity = f.severity ?? def.severity;
+  return {
+    "@timestamp": f.timestamp,
+    message: f.message,
+    event: {
+      kind: "alert",
+      id: f.id,
+      category: def.category,
+      type: def.type,
+      action: f.action,
+      outcome: f.outcome,
+      ...(f.reason === undefined ? {} : { reason: f.reason }),
+      severity: SEVERITY_SCORES[severity],
+      risk_score: f.riskScore ?? def.risk_score ?? SEVERITY_SCORES[severity],
+      dataset: "k8s_audit.alert",
+      module: "k8s_audit",
+      provider: "kubernetes",
+      created: f.created,
+      ...(f.start === undefined ? {} : { start: f.start }),
+      ...(f.end === undefined ? {} : { end: f.end }),
+      ...(f.count === undefined ? {} : { count: f.count }),
+    },
+    rule: {
+      id: f.ruleId ?? def.id,
+      name: f.name ?? def.name,
+      description: def.description,
+      reference: def.references,
+      ruleset: RULESET,
+      version: def.version,
+    },
+    threat: threatOf(def.threat),
+  };
+}
+
 const LOWER_SEVERITY = { critical: "high", high: "medium", medium: "low", low: "low" } as const;
 
 /** Whether the apiserver (or our ingest) had to cut the event's bodies: the rule judged what was kept. */
@@ -72,32 +141,19 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
   const reason = attempt === undefined ? undefined : (redactText(attempt) ?? attempt);
 
   return {
-    "@timestamp": eventTime(event),
-    message: `${name}: ${actor} ${event.verb} ${describeTarget(event, requestURI)}${cut ? " (body truncated)" : ""}`,
-    event: {
-      kind: "alert",
+    ...alertEnvelope(def, {
       id,
-      category: def.category,
-      type: def.type,
+      ruleId,
+      name,
+      severity,
+      riskScore: attempt === undefined ? (def.risk_score ?? SEVERITY_SCORES[severity]) : SEVERITY_SCORES[severity],
+      timestamp: eventTime(event),
+      message: `${name}: ${actor} ${event.verb} ${describeTarget(event, requestURI)}${cut ? " (body truncated)" : ""}`,
       action: event.verb,
       outcome: code === undefined && decision === undefined ? "unknown" : failed(event) ? "failure" : "success",
       ...(reason === undefined ? {} : { reason }),
-      severity: SEVERITY_SCORES[severity],
-      risk_score: attempt === undefined ? (def.risk_score ?? SEVERITY_SCORES[severity]) : SEVERITY_SCORES[severity],
-      dataset: "k8s_audit.alert",
-      module: "k8s_audit",
-      provider: "kubernetes",
       created: now.toISOString(),
-    },
-    rule: {
-      id: ruleId,
-      name,
-      description: def.description,
-      reference: def.references,
-      ruleset: RULESET,
-      version: def.version,
-    },
-    threat: threatOf(def.threat),
+    }),
     ...(user || effective.uid ? { user: { name: user, id: effective.uid, roles: effective.groups ?? undefined } } : {}),
     ...entities,
     related: { ...entities.related, user: related },

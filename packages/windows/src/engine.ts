@@ -5,12 +5,9 @@ import {
   DEFAULT_MAX_FUTURE_SKEW_MS,
   eventTime,
   redactRequestURI,
-  SEVERITY_SCORES,
   trustedSourceIP,
 } from "@k8s-audit/core";
-import { RULESET, threatOf } from "../alert-builder.js";
-import { compileVisitor, type Predicate } from "../condition.js";
-import type { WindowGauges } from "../metrics.js";
+import { alertEnvelope, type CompiledWindowRule, compileVisitor, type Predicate, type TimedRuleDefinition } from "@k8s-audit/rules";
 import {
   type Bucket,
   countEvent,
@@ -22,20 +19,7 @@ import {
   topContributors,
 } from "./bucket.js";
 import { CountMinSketch } from "./sketch.js";
-import type { TimedRuleDefinition } from "./window-rule.js";
-
-export interface CompiledWindowRule {
-  readonly definition: TimedRuleDefinition;
-  readonly source: string;
-  /** Whether the rule counts the event at all (sequences: any step matches); absent when every event counts. */
-  readonly matches?: Predicate;
-  /** The system_routine macro, when the rule excludes the cluster's routine: one shared predicate, tested once per event. */
-  readonly isSystemRoutine?: Predicate;
-  /** Ratio rules: the events that count towards the share (e.g. 429 responses). */
-  readonly ratio?: Predicate;
-  /** Sequence rules: one predicate per step. */
-  readonly steps?: readonly Predicate[];
-}
+import type { WindowGauges, WindowStats } from "./stats.js";
 
 export interface WindowEngineOptions {
   /** Exact keys per rule and window; later keys are counted in a sketch and promoted once they reach the rule's floor. */
@@ -49,21 +33,6 @@ export interface WindowEngineOptions {
    * judged by the per-event rules but never counted in windows nor moves the watermark.
    */
   maxFutureSkewMs?: number;
-}
-
-export interface WindowStats {
-  /** Events older than their window's lateness allowance, dropped. */
-  lateEvents: number;
-  /** Keys forgotten because a rule tracked its maximum (baselines, sequence progress, silence). */
-  evictedKeys: number;
-  /** Events counted only in a window's sketch (the long tail beyond the exact keys). */
-  sketchedEvents: number;
-  /** Tail keys that reached a rule's floor and became exact buckets (heavy hitters). */
-  promotedKeys: number;
-  /** Events of tail keys that a sketch cannot count (distinct, ratio, sequence and silence rules), dropped. */
-  droppedEvents: number;
-  /** Events stamped beyond the allowed clock skew: not counted (see WindowEngineOptions.maxFutureSkewMs). */
-  futureEvents: number;
 }
 
 interface ChainLink {
@@ -632,34 +601,17 @@ export class WindowEngine {
     const byAddress = def.group_by.includes("sourceIP") && facts.ip;
     const byAgent = def.group_by.includes("userAgent") && facts.userAgent;
     return {
-      "@timestamp": endIso,
-      message: `${def.name}: ${what}`,
-      event: {
-        kind: "alert",
+      ...alertEnvelope(def, {
         id: alertId(def.id, cluster, key, startIso),
-        category: def.category,
-        type: def.type,
+        timestamp: endIso,
+        message: `${def.name}: ${what}`,
         action: facts.verb,
         outcome: "unknown",
-        severity: SEVERITY_SCORES[def.severity],
-        risk_score: def.risk_score ?? SEVERITY_SCORES[def.severity],
-        dataset: "k8s_audit.alert",
-        module: "k8s_audit",
-        provider: "kubernetes",
         created: endIso,
         start: startIso,
         end: endIso,
         count: Math.max(1, count),
-      },
-      rule: {
-        id: def.id,
-        name: def.name,
-        description: def.description,
-        reference: def.references,
-        ruleset: RULESET,
-        version: def.version,
-      },
-      threat: threatOf(def.threat),
+      }),
       // Only what the key fixes is common to the window's events; the rest is in the top-contributor labels.
       ...(byPrincipal ? { user: { name: facts.user } } : {}),
       ...(byAddress ? { source: { ip: facts.ip as string } } : {}),

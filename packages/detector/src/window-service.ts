@@ -1,55 +1,17 @@
-import { type Alert, AlertSchema, type Bus, type BusMessage, type Logger, type Subscription, type Topics } from "@k8s-audit/core";
-import { alertPublisher } from "../alert-publisher.js";
-import { type DetectorMetrics, sumGauges, type WindowGauges } from "../metrics.js";
-import { StormAggregator } from "../storm.js";
-import { decodePartial } from "./bucket.js";
-import { type CompiledWindowRule, WindowEngine, type WindowEngineOptions, type WindowStats } from "./engine.js";
-
-/** "Events partition `source` (of `sources`) has been read up to event time `to`; this batch began at `from`." */
-export interface Tick {
-  source: number;
-  sources: number;
-  from: number;
-  to: number;
-}
-
-export const encodeTick = (tick: Tick): string => JSON.stringify({ tick });
-
-const finite = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
-const record = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
-
-/** Why a windows-topic record cannot be used (a foreign or damaged record), or undefined when it is well formed. */
-function whyNotAWindowsRecord(value: unknown): string | undefined {
-  if (!record(value)) return "not a JSON object";
-  if ("tick" in value) {
-    const t = value.tick;
-    if (!record(t)) return "tick is not an object";
-    if (!(Number.isInteger(t.source) && Number.isInteger(t.sources) && (t.sources as number) > 0 && finite(t.from) && finite(t.to)))
-      return "tick without integer source/sources and numeric from/to";
-    return undefined;
-  }
-  if ("partials" in value) {
-    if (!Array.isArray(value.partials)) return "partials is not an array";
-    for (const p of value.partials) {
-      if (!(record(p) && typeof p.rule === "string" && typeof p.key === "string" && finite(p.start) && record(p.bucket)))
-        return "partial without rule, key, start and bucket";
-      const b = p.bucket;
-      if (!(finite(b.c) && finite(b.h) && finite(b.t0) && finite(b.t1) && Array.isArray(b.f)))
-        return "partial bucket without c, h, t0, t1, f";
-    }
-    return undefined;
-  }
-  if ("alerts" in value) {
-    if (!Array.isArray(value.alerts)) return "alerts is not an array";
-    for (const a of value.alerts) {
-      const parsed = AlertSchema.safeParse(a);
-      if (!parsed.success) return `invalid alert: ${parsed.error.issues[0]?.message ?? "schema"}`;
-      if (Number.isNaN(Date.parse(parsed.data["@timestamp"]))) return "alert @timestamp is not a time";
-    }
-    return undefined;
-  }
-  return "neither tick, partials nor alerts";
-}
+import type { Alert, Bus, BusMessage, Logger, Subscription, Topics } from "@k8s-audit/core";
+import type { CompiledWindowRule } from "@k8s-audit/rules";
+import {
+  decodeWindowsRecord,
+  StormAggregator,
+  sumGauges,
+  type Tick,
+  WindowEngine,
+  type WindowEngineOptions,
+  type WindowGauges,
+  type WindowStats,
+} from "@k8s-audit/windows";
+import { alertPublisher } from "./alert-publisher.js";
+import type { DetectorMetrics } from "./metrics.js";
 
 export interface WindowServiceOptions {
   bus: Bus;
@@ -173,7 +135,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   const commitDone = async () => {
     const offsets = [...partitions].flatMap(([partition, state]) => {
       const open = [state.engine.oldestOpenOffset(), state.storms.oldestOffset()].filter((o): o is bigint => o !== undefined);
-      const next = open.length ? open.reduce((a, b) => (a < b ? a : b)) : state.nextOffset;
+      const next = open.length ? open.reduce((a, b) => Math.min(a, b)) : state.nextOffset;
       return next === undefined ? [] : [{ partition, offset: next.toString() }];
     });
     await subscription?.commit?.(offsets).catch((err) => logger.warn({ err }, "window stage offsets not committed"));
@@ -202,34 +164,27 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       // corrupt a window: it is checked whole first, then dead-lettered with the reason and skipped.
       const deadLetters: BusMessage[] = [];
       for (const message of messages) {
-        let record: unknown;
-        let why: string | undefined;
-        try {
-          record = JSON.parse(message.value);
-          why = whyNotAWindowsRecord(record);
-        } catch {
-          why = "not JSON";
-        }
-        if (why !== undefined || typeof record !== "object" || record === null) {
+        const decoded = decodeWindowsRecord(message.value);
+        if ("unusable" in decoded) {
           logger.warn(
-            { partition: message.partition, offset: message.offset, reason: why },
+            { partition: message.partition, offset: message.offset, reason: decoded.unusable },
             "windows topic: unusable record; dead-lettered",
           );
           deadLetters.push({
             key: message.key,
             value: message.value,
-            headers: { "x-k8s-audit-reason": `window stage: ${why}`, "x-k8s-audit-stage": "windows" },
+            headers: { "x-k8s-audit-reason": `window stage: ${decoded.unusable}`, "x-k8s-audit-stage": "windows" },
           });
           continue;
         }
-        if ("tick" in record) state.tick((record as { tick: Tick }).tick, now, state.fromBeginning);
+        const record = decoded.record;
+        if ("tick" in record) state.tick(record.tick, now, state.fromBeginning);
         else if ("partials" in record) {
           const offset = BigInt(message.offset);
-          for (const p of (record as { partials: Parameters<typeof decodePartial>[0][] }).partials)
-            state.engine.merge(decodePartial(p), offset);
-        } else if ("alerts" in record) {
+          for (const p of record.partials) state.engine.merge(p, offset);
+        } else {
           const offset = BigInt(message.offset);
-          for (const a of (record as { alerts: Alert[] }).alerts) {
+          for (const a of record.alerts) {
             const { emit, closed } = state.storms.offer(a, Date.parse(a["@timestamp"]), offset);
             if (emit) alerts.push(emit);
             alerts.push(...closed);

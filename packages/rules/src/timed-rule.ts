@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { type Condition, ConditionSchema } from "../condition.js";
-import { RULE_METADATA } from "../rule.js";
+import { type Condition, ConditionSchema, type Predicate } from "./condition.js";
+import { RULE_METADATA } from "./rule.js";
 
 /**
  * A timed rule's inline test case: groups of generated events. Each group yields `count` events `every` seconds apart
@@ -116,4 +116,18 @@ export type TimedRuleDefinition = z.infer<typeof TimedRuleSchema>;
 export function admissionCondition(definition: TimedRuleDefinition): Condition | undefined {
   if (definition.kind === "sequence") return { any: definition.steps.map((s) => s.condition) };
   return definition.condition;
+}
+
+/** A timed rule compiled against its pack: what the window engine runs. */
+export interface CompiledWindowRule {
+  readonly definition: TimedRuleDefinition;
+  readonly source: string;
+  /** Whether the rule counts the event at all (sequences: any step matches); absent when every event counts. */
+  readonly matches?: Predicate;
+  /** The system_routine macro, when the rule excludes the cluster's routine: one shared predicate, tested once per event. */
+  readonly isSystemRoutine?: Predicate;
+  /** Ratio rules: the events that count towards the share (e.g. 429 responses). */
+  readonly ratio?: Predicate;
+  /** Sequence rules: one predicate per step. */
+  readonly steps?: readonly Predicate[];
 }

@@ -1,6 +1,6 @@
 import { type CompiledRule, loadRulePack, SHIPPED_RULES_DIR } from "./loader.js";
 import { loadSigmaPack } from "./sigma/sigma.js";
-import type { CompiledWindowRule } from "./windows/engine.js";
+import type { CompiledWindowRule } from "./timed-rule.js";
 
 export interface DetectionPack {
   /** Per-event rules: the shipped pack, the site's rules, and Sigma rules. */

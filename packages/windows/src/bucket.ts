@@ -1,5 +1,5 @@
 import { type AuditEvent, trustedSourceIP } from "@k8s-audit/core";
-import { effectiveUser } from "../request.js";
+import { effectiveUser } from "@k8s-audit/rules";
 
 /** What a timed rule keeps of one event: enough to count it, rank contributors and describe the alert. */
 export interface EventFacts {
@@ -190,77 +190,4 @@ export interface PartialRecord {
   key: string;
   start: number;
   bucket: Bucket;
-}
-
-/** Facts as a positional array on the wire: partial counts are the internal topic's volume. */
-type WireFacts = [number, string, string, string, string, string, ...(string | null)[]];
-const OPTIONAL_FACTS = ["resource", "namespace", "name", "ip", "user", "userAgent"] as const;
-
-const factsToWire = (f: EventFacts): WireFacts => [
-  f.time,
-  f.auditID,
-  f.cluster,
-  f.verb,
-  f.requestURI,
-  f.stage,
-  ...OPTIONAL_FACTS.map((k) => f[k] ?? null),
-];
-
-function factsFromWire(w: WireFacts): EventFacts {
-  const facts: EventFacts = { time: w[0], auditID: w[1], cluster: w[2], verb: w[3], requestURI: w[4], stage: w[5] };
-  OPTIONAL_FACTS.forEach((k, i) => {
-    const v = w[6 + i];
-    if (typeof v === "string") facts[k] = v;
-  });
-  return facts;
-}
-
-interface WireBucket {
-  c: number;
-  h: number;
-  f: WireFacts;
-  t0: number;
-  t1: number;
-  d?: string[];
-  v?: [string, number][];
-  r?: [string, number][];
-  i?: [string, number][];
-  a?: string[];
-  st?: StepHit[];
-}
-
-export function encodePartial(p: PartialRecord): string {
-  const b = p.bucket;
-  const wire: WireBucket = {
-    c: b.count,
-    h: b.hits,
-    // The seed matters only while a bucket has one event (then it is the first); after that the maps carry it.
-    f: factsToWire(b.first),
-    t0: b.minTime,
-    t1: b.maxTime,
-    // A single event's sample is its own auditID, already in the facts.
-    ...(b.count === 1 && b.sample.length === 1 ? {} : { a: b.sample }),
-    ...(b.distinct ? { d: [...b.distinct] } : {}),
-    ...(b.verbs ? { v: [...b.verbs], r: [...(b.resources ?? [])], i: [...(b.ips ?? [])] } : {}),
-    ...(b.steps ? { st: b.steps } : {}),
-  };
-  return JSON.stringify({ rule: p.rule, key: p.key, start: p.start, bucket: wire });
-}
-
-export function decodePartial(raw: { rule: string; key: string; start: number; bucket: WireBucket }): PartialRecord {
-  const w = raw.bucket;
-  const first = factsFromWire(w.f);
-  const bucket: Bucket = {
-    count: w.c,
-    hits: w.h,
-    first,
-    seed: first,
-    minTime: w.t0,
-    maxTime: w.t1,
-    sample: w.a ?? [first.auditID],
-    ...(w.d ? { distinct: new Set(w.d) } : {}),
-    ...(w.v ? { verbs: new Map(w.v), resources: new Map(w.r ?? []), ips: new Map(w.i ?? []) } : {}),
-    ...(w.st ? { steps: w.st } : {}),
-  };
-  return { rule: raw.rule, key: raw.key, start: raw.start, bucket };
 }

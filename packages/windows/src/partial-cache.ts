@@ -1,9 +1,9 @@
 import type { Alert, AuditEvent, BusMessage } from "@k8s-audit/core";
-import type { WindowGauges } from "../metrics.js";
-import { stormKey } from "../storm.js";
-import { encodePartial } from "./bucket.js";
-import { type CompiledWindowRule, WindowEngine } from "./engine.js";
-import { encodeTick } from "./window-service.js";
+import type { CompiledWindowRule } from "@k8s-audit/rules";
+import { WindowEngine } from "./engine.js";
+import type { WindowGauges } from "./stats.js";
+import { stormKey } from "./storm.js";
+import { encodeBatch, encodePartial, encodeTick } from "./wire.js";
 
 /** Well under Kafka's default 1 MB message limit. */
 const MAX_RECORD_BYTES = 512 * 1024;
@@ -95,7 +95,7 @@ export class PartialCountCache {
       let chunk: string[] = [];
       let bytes = 0;
       const close = () => {
-        if (chunk.length) records.push({ partition, value: `{"${field}":[${chunk.join(",")}]}` });
+        if (chunk.length) records.push({ partition, value: encodeBatch(field, chunk) });
         chunk = [];
         bytes = 0;
       };

@@ -9,7 +9,7 @@ import type { CompiledRule } from "../loader.js";
 import { TACTICS } from "../mitre.js";
 import { RuleSchema } from "../rule.js";
 import { compileGlob } from "../text-match.js";
-import type { CompiledWindowRule } from "../windows/engine.js";
+import type { CompiledWindowRule } from "../timed-rule.js";
 import { parseSigmaCondition, type SigmaExpr } from "./condition-parser.js";
 import { compileSigmaCorrelation, generatesBaseAlerts, type SigmaCorrelation, SigmaCorrelationSchema } from "./correlation.js";
 

@@ -1,6 +1,7 @@
 import type { Alert, AuditEvent } from "@k8s-audit/core";
-import { sumGauges, type WindowGauges } from "../metrics.js";
-import { type CompiledWindowRule, WindowEngine, type WindowEngineOptions, type WindowStats } from "./engine.js";
+import type { CompiledWindowRule } from "@k8s-audit/rules";
+import { WindowEngine, type WindowEngineOptions } from "./engine.js";
+import { sumGauges, type WindowGauges, type WindowStats } from "./stats.js";
 
 /**
  * The in-process window engines, one per cluster: each cluster's windows close by its own event time, so a cluster

@@ -1,0 +1,16 @@
+export type { Bucket, EventFacts, PartialRecord } from "./bucket.js";
+export { ClusterWindows } from "./cluster-windows.js";
+export { MISSING_KEY_PART, WindowEngine, type WindowEngineOptions } from "./engine.js";
+export { PartialCountCache, partitionOf } from "./partial-cache.js";
+export { sumGauges, type WindowGauges, type WindowStats } from "./stats.js";
+export { StormAggregator, stormHeadId, stormKey } from "./storm.js";
+export {
+  decodePartial,
+  decodeWindowsRecord,
+  encodeBatch,
+  encodePartial,
+  encodeTick,
+  type Tick,
+  WINDOWS_RECORD_VERSION,
+  type WindowsRecord,
+} from "./wire.js";
