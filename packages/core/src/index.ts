@@ -6,6 +6,7 @@ export type * from "./bus/types.js";
 export * from "./config.js";
 export { configurationMarkdown } from "./config-doc.js";
 export { ecsEntities } from "./ecs.js";
+export * from "./errors.js";
 export * from "./logger.js";
 export { REDACTED, REDACTED_ANNOTATION, redactArgv, redactEvent, redactRequestURI, redactText, redactValue } from "./redact.js";
 export { syntheticAuditEvent } from "./synthetic.js";
