@@ -99,7 +99,7 @@ export async function warmRecentEvents(
       );
     } catch (err) {
       options.logger.warn(
-        { err: (err as Error).message, learned: fromTopic },
+        { err, learned: fromTopic },
         "dedup: could not read the recent events back from Kafka; a batch re-sent across this restart may be stored twice",
       );
     }

@@ -202,7 +202,7 @@ export class Ingestor {
         events.push({ key: `${cluster}/${event.auditID}`, value });
       } catch (err) {
         metrics.rejected.inc({ reason: "ingest_error" });
-        this.options.logger.warn({ err: (err as Error).message, index, cluster }, "one item of a batch failed; dead-lettered");
+        this.options.logger.warn({ err, index, cluster }, "one item of a batch failed; dead-lettered");
         dead(`ingest failed: ${(err as Error).message}`, redacted ? safeDeadLetterValue(item, this.maxEventBytes) : placeholderOf(item));
       }
     });
@@ -242,7 +242,7 @@ export class Ingestor {
       end();
       return "bus";
     } catch (err) {
-      logger.warn({ err: (err as Error).message, spool: Boolean(spool) }, "Kafka did not acknowledge the events");
+      logger.warn({ err, spool: Boolean(spool) }, "Kafka did not acknowledge the events");
       if (spool && (await spool.append(entries))) return "spool";
       return "unavailable";
     }

@@ -1,7 +1,7 @@
 import type { Socket } from "node:net";
 import { Transform } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import type { Bus, Logger, Topics } from "@k8s-audit/core";
+import { type Bus, httpStatusOf, type Logger, type Topics } from "@k8s-audit/core";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from "fastify";
 import type { RecentEvents } from "./dedup.js";
 import { Ingestor } from "./ingestor.js";
@@ -136,7 +136,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     const now = Date.now();
     if (now - lastHandshakeLog > HANDSHAKE_LOG_INTERVAL_MS) {
       lastHandshakeLog = now;
-      logger.info({ err: err.message }, "TLS handshake failed (logged at most every 10 s; see tls_handshake_failures_total)");
+      logger.info({ err }, "TLS handshake failed (logged at most every 10 s; see tls_handshake_failures_total)");
     }
   });
 
@@ -153,7 +153,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
             (app.server as unknown as { setSecureContext(o: object): void }).setSecureContext(readTlsFiles(tlsFiles));
             logger.info({ files }, "TLS certificate, key or client CA reloaded");
           } catch (err) {
-            logger.error({ err: (err as Error).message }, "TLS reload failed; keeping the previous certificate");
+            logger.error({ err }, "TLS reload failed; keeping the previous certificate");
           }
         },
         options.reloadIntervalMs,
@@ -190,10 +190,13 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     }
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+  // A client's fault keeps the 4xx its error names (a named error of ours, or one of Fastify's: body too large, wrong
+  // content type); anything else is ours, a 500, and logged whole.
+  app.setErrorHandler((err, _req, reply) => {
+    const named = httpStatusOf(err);
+    const status = named !== undefined && named >= 400 && named < 500 ? named : 500;
     if (status >= 500) logger.error({ err }, "ingest request failed");
-    void reply.code(status).send({ error: err.message });
+    void reply.code(status).send({ error: err instanceof Error ? err.message : "internal error" });
   });
 
   // Backpressure on bytes in flight, decided before the body is read (and after authentication).
@@ -374,7 +377,7 @@ function reloadTokens(file: string, tokens: TokenSet, logger: Logger): void {
       tokens.set([]);
       logger.warn({ file }, "token file deleted: every bearer token is revoked");
     } else {
-      logger.error({ file, err: (err as Error).message }, "token file unreadable; keeping the previous tokens");
+      logger.error({ file, err }, "token file unreadable; keeping the previous tokens");
     }
   }
 }

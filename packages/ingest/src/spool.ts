@@ -36,7 +36,7 @@ export class Spool {
     try {
       chmodSync(dir, 0o700);
     } catch (err) {
-      logger.warn({ dir, err: (err as Error).message }, "cannot make the spool folder private (0700)");
+      logger.warn({ dir, err }, "cannot make the spool folder private (0700)");
     }
     for (const name of readdirSync(dir).sort()) {
       const m = SEGMENT.exec(name);
@@ -126,7 +126,7 @@ export class Spool {
           this.onBytes(this.bytes);
           if (this.files.length === 0) this.logger.info("spool drained");
         } catch (err) {
-          this.logger.warn({ err: (err as Error).message, waiting: this.files.length }, "spool drain waits for the bus");
+          this.logger.warn({ err, waiting: this.files.length }, "spool drain waits for the bus");
           await new Promise((r) => setTimeout(r, retryMs));
         }
       }
