@@ -10,4 +10,4 @@ export {
   type ReplaySummary,
   replay,
 } from "./replay.js";
-export { KafkaSink, WebhookSink } from "./sinks.js";
+export { KafkaSink, WebhookSink, type WebhookSinkOptions } from "./sinks.js";

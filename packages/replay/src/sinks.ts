@@ -1,4 +1,4 @@
-import type { AuditEvent, Bus } from "@k8s-audit/core";
+import { type AuditEvent, type Bus, WebhookRejectedError } from "@k8s-audit/core";
 
 /** Forwards replayed events to a Kafka topic (e.g. one a running detector reads), in batches, keyed like the ingest. */
 export class KafkaSink {
@@ -32,9 +32,26 @@ export class KafkaSink {
   }
 }
 
+/** Requests per batch before it is given up on. */
+const MAX_ATTEMPTS = 5;
+/** The longest wait between two attempts, whatever Retry-After asks. */
+const MAX_WAIT_MS = 30_000;
+
+const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export interface WebhookSinkOptions {
+  token?: string;
+  fetch?: typeof fetch;
+  batchSize?: number;
+  /** How the sink waits between attempts (tests pass one that does not). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
 /**
  * Posts replayed events to an audit webhook as the kube-apiserver would: EventList batches of up to 400, one request
- * at a time, honouring 429/503 Retry-After, giving up on a batch after 5 attempts (and saying so).
+ * at a time. A batch the webhook cannot take now (429, 5xx, no answer) is sent again, after Retry-After when there is
+ * one, else after a second more each time; one it refuses (any other status) is not. After 5 attempts, or a refusal,
+ * the batch is given up on and flush throws (its cause: a WebhookRejectedError with the status, or the network error).
  */
 export class WebhookSink {
   private batch: AuditEvent[] = [];
@@ -43,7 +60,7 @@ export class WebhookSink {
 
   constructor(
     private readonly url: string,
-    private readonly options: { token?: string; fetch?: typeof fetch; batchSize?: number } = {},
+    private readonly options: WebhookSinkOptions = {},
   ) {}
 
   async add(event: AuditEvent): Promise<void> {
@@ -59,7 +76,10 @@ export class WebhookSink {
     this.batch = [];
     const body = JSON.stringify({ kind: "EventList", apiVersion: "audit.k8s.io/v1", metadata: {}, items });
     const doFetch = this.options.fetch ?? fetch;
-    for (let attempt = 1; attempt <= 5; attempt++) {
+    const sleep = this.options.sleep ?? defaultSleep;
+    for (let attempt = 1; ; attempt++) {
+      let failure: unknown;
+      let waitMs = attempt * 1000;
       try {
         const res = await doFetch(this.url, {
           method: "POST",
@@ -68,20 +88,27 @@ export class WebhookSink {
           signal: AbortSignal.timeout(30_000),
         });
         await res.arrayBuffer();
-        if (res.status >= 200 && res.status < 300) {
+        if (res.ok) {
           this.sent += items.length;
           return;
         }
-        const retryAfter = Number(res.headers.get("retry-after") ?? 0);
-        if (res.status !== 429 && res.status < 500) throw new Error(`webhook answered ${res.status}`);
-        await new Promise((r) => setTimeout(r, Math.min(30, retryAfter || attempt) * 1000));
+        failure = new WebhookRejectedError(this.url, res.status);
+        const retryAfterSeconds = Number(res.headers.get("retry-after") ?? 0);
+        if (retryAfterSeconds > 0) waitMs = retryAfterSeconds * 1000;
       } catch (err) {
-        if (attempt === 5 || /answered 4/.test((err as Error).message)) {
-          this.failedBatches++;
-          throw new Error(`posting ${items.length} events to ${this.url} failed: ${(err as Error).message}`);
-        }
-        await new Promise((r) => setTimeout(r, attempt * 1000));
+        // No answer: refused connection, reset, timeout. Worth another try.
+        failure = err;
       }
+      const refused = failure instanceof WebhookRejectedError && !failure.retryable;
+      if (refused || attempt === MAX_ATTEMPTS) {
+        this.failedBatches++;
+        const why = failure instanceof Error ? failure.message : String(failure);
+        throw new Error(
+          `posting ${items.length} events to ${this.url} failed after ${attempt} attempt${attempt === 1 ? "" : "s"}: ${why}`,
+          { cause: failure },
+        );
+      }
+      await sleep(Math.min(waitMs, MAX_WAIT_MS));
     }
   }
 }
