@@ -1,6 +1,7 @@
 export * from "./alert.js";
 export * from "./audit-event.js";
 export { KafkaBus, type KafkaBusOptions } from "./bus/kafka.js";
+export type { MemoryBusOptions } from "./bus/memory.js";
 export { MemoryBus } from "./bus/memory.js";
 export type * from "./bus/types.js";
 export * from "./config.js";

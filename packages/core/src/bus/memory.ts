@@ -1,3 +1,4 @@
+import { createLogger, type Logger } from "../logger.js";
 import type { Bus, BusMessage, ConsumedMessage, ConsumeOptions, Subscription } from "./types.js";
 
 interface TopicLog {
@@ -18,7 +19,22 @@ export interface MemoryBusOptions {
    * oldest dropped first (default 100,000): the embedded bus is not storage; Kafka is.
    */
   maxUnconsumedMessages?: number;
+  /** Where a failing batch handler is reported (default: a logger of its own, on stderr like every other). */
+  logger?: Logger;
+  /** Where a batch goes once its handler has failed `maxAttempts` times (default k8s-audit.deadletter, the config's default). */
+  deadLetterTopic?: string;
+  /**
+   * Deliveries of one batch before it is dead-lettered (default 6). The defaults for this and the backoff are KafkaBus's
+   * retry settings (5 retries, 200 ms doubling to 3 s), so a failing handler is retried on the same schedule.
+   */
+  maxAttempts?: number;
+  /** Wait before the first redelivery, doubled after each (default 200 ms), up to maxBackoffMs (default 3000 ms). */
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
 }
+
+/** K8S_AUDIT_TOPIC_DEADLETTER's default: the bus is built without the config in reach (wiring.ts passes none). */
+const DEFAULT_DEAD_LETTER_TOPIC = "k8s-audit.deadletter";
 
 /** A consumed prefix is cut off once it is this long (and at least half the log): amortised O(1) per message. */
 const TRIM_AT_LEAST = 4096;
@@ -35,6 +51,9 @@ export class MemoryBus implements Bus {
   private closed = false;
   private readonly maxBatch: number;
   private readonly maxUnconsumed: number;
+  private readonly retry: { maxAttempts: number; initialBackoffMs: number; maxBackoffMs: number };
+  private readonly deadLetterTopic: string;
+  private givenLogger: Logger | undefined;
   /** Messages of unconsumed topics dropped by the cap, per topic. */
   readonly droppedUnconsumed = new Map<string, number>();
 
@@ -42,6 +61,15 @@ export class MemoryBus implements Bus {
     const o = typeof options === "number" ? { maxBatch: options } : options;
     this.maxBatch = o.maxBatch ?? 500;
     this.maxUnconsumed = o.maxUnconsumedMessages ?? 100_000;
+    this.retry = { maxAttempts: o.maxAttempts ?? 6, initialBackoffMs: o.initialBackoffMs ?? 200, maxBackoffMs: o.maxBackoffMs ?? 3000 };
+    this.deadLetterTopic = o.deadLetterTopic ?? DEFAULT_DEAD_LETTER_TOPIC;
+    this.givenLogger = o.logger?.child({ component: "memory-bus" });
+  }
+
+  /** Made on first use: most buses never log, and each logger of our own holds a stderr writer. */
+  private get logger(): Logger {
+    this.givenLogger ??= createLogger().child({ component: "memory-bus" });
+    return this.givenLogger;
   }
 
   private log(topic: string): TopicLog {
@@ -109,6 +137,22 @@ export class MemoryBus implements Bus {
     log.groups.add(groupId);
     let running = true;
     let wake: (() => void) | undefined;
+    /** A backoff that stop() cuts short. */
+    const pause = (ms: number) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    const commit = (position: number, count: number) => {
+      this.committed.set(groupKey, position + count);
+      this.trim(topic, log);
+    };
+    const { maxAttempts, initialBackoffMs, maxBackoffMs } = this.retry;
+    // Failures of the batch at the committed position, in a row.
+    let failures = 0;
     const loop = (async () => {
       while (running) {
         const position = this.committed.get(groupKey) ?? log.base;
@@ -124,11 +168,25 @@ export class MemoryBus implements Bus {
         const batch = log.messages.slice(start, start + this.maxBatch);
         try {
           await eachBatch(batch);
-          this.committed.set(groupKey, position + batch.length);
-          this.trim(topic, log);
-        } catch {
-          // Not committed: the batch is redelivered, as Kafka would after a failed batch. Back off briefly.
-          await new Promise((r) => setTimeout(r, 200));
+          failures = 0;
+          commit(position, batch.length);
+        } catch (err) {
+          failures++;
+          const where = { topic, groupId, offset: String(position), messages: batch.length, attempt: failures, maxAttempts };
+          if (failures < maxAttempts) {
+            // Not committed: the batch is delivered again, as Kafka would after a failed batch.
+            const retryInMs = Math.min(initialBackoffMs * 2 ** (failures - 1), maxBackoffMs);
+            this.logger.warn({ err, ...where, retryInMs }, "batch handler failed; the batch is delivered again");
+            await pause(retryInMs);
+            continue;
+          }
+          this.logger.error({ err, ...where, deadLetterTopic: this.deadLetterTopic }, "batch handler kept failing; batch dead-lettered");
+          if (await this.deadLetter(topic, groupId, batch, err, failures)) {
+            failures = 0;
+            commit(position, batch.length);
+          } else {
+            await pause(maxBackoffMs);
+          }
         }
       }
     })();
@@ -139,6 +197,31 @@ export class MemoryBus implements Bus {
         await loop;
       },
     };
+  }
+
+  /**
+   * Moves a batch its handler keeps failing on to the dead-letter topic, one dead letter per message, shaped like the
+   * stages' own (value and key as read, the reason and the stage in headers), so the group can move on. False when it
+   * could not be stored (the batch stays where it is). A group reading the dead-letter topic itself is not fed its own
+   * failures: they are dropped, and the error above says so.
+   */
+  private async deadLetter(topic: string, groupId: string, batch: ConsumedMessage[], err: unknown, attempts: number): Promise<boolean> {
+    if (topic === this.deadLetterTopic) return true;
+    const reason = `${groupId}: batch handler failed ${attempts} times: ${err instanceof Error ? err.message : String(err)}`;
+    try {
+      await this.publish(
+        this.deadLetterTopic,
+        batch.map((m) => ({
+          key: m.key,
+          value: m.value,
+          headers: { ...m.headers, "x-k8s-audit-reason": reason, "x-k8s-audit-stage": groupId },
+        })),
+      );
+      return true;
+    } catch (publishErr) {
+      this.logger.error({ err: publishErr, topic, groupId }, "dead-lettering a failed batch failed; it is delivered again");
+      return false;
+    }
   }
 
   async ping(): Promise<boolean> {
