@@ -1,3 +1,4 @@
+import { isValid, parseISO } from "date-fns";
 import { z } from "zod";
 
 /**
@@ -33,12 +34,23 @@ const StatusSchema = z.looseObject({
 });
 
 /**
- * Strict RFC 3339 (`2026-11-28T09:00:00.004000Z`, fractional seconds optional, `Z` or an offset), as the apiserver
- * writes it. Anything looser (`"1"`, RFC 1123 dates, a bare date) is refused: Date.parse accepts them, and a
- * timestamp that means something else to each reader lets a client move event time.
+ * The shape of a strict RFC 3339 time (`2026-11-28T09:00:00.004000Z`: fractional seconds optional, up to the nine
+ * digits of Go's RFC3339Nano; `Z` or an offset), as the apiserver writes it. Anything looser (`"1"`, RFC 1123 dates, a
+ * bare date, no zone) is refused: Date.parse accepts them, and a timestamp that means something else to each reader lets
+ * a client move event time. A leap second (`:60`) is refused too: Go never writes one and a Date cannot hold one. The
+ * shape alone lets a day that does not exist through (`02-30`): use isRfc3339Time.
  */
 export const RFC3339 =
-  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+
+/**
+ * A strict RFC 3339 time of a day that exists. Cheap enough for the hot path (looksLikeAuditEvent): only a day past the
+ * 28th asks the calendar. Upper-cased for date-fns, which reads ISO 8601's `T` and `Z` only (RFC 3339 allows `t`, `z`).
+ */
+export function isRfc3339Time(text: string): boolean {
+  return RFC3339.test(text) && (Number(text.slice(8, 10)) <= 28 || isValid(parseISO(text.toUpperCase())));
+}
+
 /**
  * How far ahead of the receiving clock an event may be stamped and still drive event time (windows, storms;
  * K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS). A later stamp is a broken node clock or a hostile client: the event is kept and
@@ -46,7 +58,7 @@ export const RFC3339 =
  */
 export const DEFAULT_MAX_FUTURE_SKEW_MS = 5 * 60_000;
 
-const Timestamp = z.string().refine((s) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)), { message: "not an RFC 3339 timestamp" });
+const Timestamp = z.string().refine(isRfc3339Time, { message: "not an RFC 3339 timestamp" });
 
 export const AuditEventSchema = z
   .looseObject({
@@ -94,6 +106,7 @@ export const EventListSchema = z.looseObject({
 export function looksLikeAuditEvent(value: unknown): value is AuditEvent {
   if (value === null || typeof value !== "object") return false;
   const e = value as Record<string, unknown>;
+  const time = e.stageTimestamp ?? e.timestamp;
   return (
     typeof e.auditID === "string" &&
     typeof e.stage === "string" &&
@@ -103,7 +116,8 @@ export function looksLikeAuditEvent(value: unknown): value is AuditEvent {
     e.user !== null &&
     typeof e.user === "object" &&
     // The event time, strictly (replay reads archives through this check alone).
-    RFC3339.test((e.stageTimestamp ?? e.timestamp) as string)
+    typeof time === "string" &&
+    isRfc3339Time(time)
   );
 }
 

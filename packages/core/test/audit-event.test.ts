@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { AuditEventSchema, dedupKey, eventTime, itemsOf, looksLikeAuditEvent, trustedSourceIP } from "../src/index.js";
+import { AuditEventSchema, dedupKey, eventTime, isRfc3339Time, itemsOf, looksLikeAuditEvent, trustedSourceIP } from "../src/index.js";
 
 const v1 = {
   level: "Metadata",
@@ -58,6 +58,51 @@ describe("AuditEventSchema", () => {
       expect(looksLikeAuditEvent({ ...v1, stageTimestamp: bad }), bad).toBe(false);
     }
     expect(AuditEventSchema.safeParse({ ...v1, requestReceivedTimestamp: "yesterday" }).success).toBe(false);
+  });
+
+  it("takes RFC 3339 as the apiserver writes it: up to nanoseconds, Z or an offset, a day that exists", () => {
+    const good = [
+      "2026-12-07T10:00:00.123456Z", // microseconds: what the apiserver writes
+      "2026-12-07T10:00:00.123456789Z", // Go's RFC3339Nano
+      "2026-12-07T10:00:00.123456-05:30",
+      "2026-12-07T10:00:00+00:00",
+      "2026-12-07t10:00:00z", // RFC 3339 §5.6 allows lower case
+      "2026-12-30t10:00:00z", // and on a day the calendar is asked about
+      "2024-02-29T10:00:00Z", // a leap year
+      "2026-04-30T23:59:59.999999Z",
+    ];
+    const bad = [
+      "2026-12-07T10:00:00.1234567890Z", // ten fractional digits
+      "2026-12-07T10:00:00.Z",
+      "2026-12-07T10:00:00", // no zone: local time of whichever reader
+      "2026-12-07T10:00:00.123456",
+      "2026-12-07T10:00Z", // no seconds
+      "2026-12-07T10:00:00+0530", // offset without a colon (ISO 8601 basic, not RFC 3339)
+      "2026-12-07T10:00:00+24:00",
+      "2026-02-30T10:00:00Z", // Date.parse rolls it over to 2 March
+      "2026-02-29T10:00:00Z", // not a leap year
+      "2026-04-31T10:00:00Z",
+      "2026-12-07T24:00:00Z",
+      "2026-12-31T23:59:60Z", // a leap second: Go never writes one, Date cannot hold one
+      "2026-12-07T10:00:60Z",
+      "20261207T100000Z",
+      " 2026-12-07T10:00:00Z",
+    ];
+    for (const time of good) {
+      expect(isRfc3339Time(time), time).toBe(true);
+      expect(AuditEventSchema.safeParse({ ...v1, stageTimestamp: time }).success, time).toBe(true);
+      expect(looksLikeAuditEvent({ ...v1, stageTimestamp: time }), time).toBe(true);
+    }
+    for (const time of bad) {
+      expect(isRfc3339Time(time), time).toBe(false);
+      expect(AuditEventSchema.safeParse({ ...v1, stageTimestamp: time }).success, time).toBe(false);
+      expect(looksLikeAuditEvent({ ...v1, stageTimestamp: time }), time).toBe(false);
+    }
+  });
+
+  it("does not take a time that is not a string, even one that prints as a time", () => {
+    expect(looksLikeAuditEvent({ ...v1, stageTimestamp: [v1.stageTimestamp] })).toBe(false);
+    expect(looksLikeAuditEvent({ ...v1, stageTimestamp: Date.parse(v1.stageTimestamp) })).toBe(false);
   });
 
   it("trusts only the last source IP and dedups on auditID + requestReceivedTimestamp + stage + stageTimestamp", () => {
