@@ -1,4 +1,5 @@
 import { type AuditEvent, eventTime } from "@k8s-audit/core";
+import { isValid, milliseconds, parseISO, subMilliseconds } from "date-fns";
 
 export interface ReplayFilters {
   from?: string;
@@ -11,15 +12,26 @@ export interface ReplayFilters {
 }
 
 const RELATIVE = /^-(\d+(?:\.\d+)?)(s|m|h|d|w)$/;
-const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const UNITS = { s: "seconds", m: "minutes", h: "hours", d: "days", w: "weeks" } as const;
+const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
 
-/** An ISO time, or a time relative to now like `-2h`, `-30m`, `-7d`. */
+/**
+ * An ISO 8601 time, or a time relative to now like `-2h`, `-30m`, `-7d` (fixed-length units: a day is 24 hours,
+ * fractions allowed). A time without a zone is local time; a bare date is midnight UTC, the day as audit logs count it.
+ */
 export function parseTime(text: string, now = Date.now()): number {
-  const rel = RELATIVE.exec(text.trim());
-  if (rel) return now - Number(rel[1]) * (UNIT_MS[rel[2] as string] as number);
-  const t = Date.parse(text);
-  if (Number.isNaN(t)) throw new Error(`not a time: ${JSON.stringify(text)} (use ISO 8601 or a relative time like -2h, -30m, -7d)`);
-  return t;
+  const trimmed = text.trim();
+  const relative = RELATIVE.exec(trimmed);
+  if (relative) {
+    const unit = UNITS[relative[2] as keyof typeof UNITS];
+    return subMilliseconds(now, milliseconds({ [unit]: Number(relative[1]) })).getTime();
+  }
+  // date-fns reads ISO 8601 only (Date.parse also takes "March 7" and RFC 1123 dates), in upper case only (RFC 3339
+  // allows `t` and `z`), and a bare date as local midnight.
+  const iso = trimmed.toUpperCase();
+  const time = parseISO(DATE_ONLY.test(iso) ? `${iso}T00:00:00Z` : iso);
+  if (!isValid(time)) throw new Error(`not a time: ${JSON.stringify(text)} (use ISO 8601 or a relative time like -2h, -30m, -7d)`);
+  return time.getTime();
 }
 
 /** Compiles the filters into one predicate. User matches the user or the impersonated user; lists are comma-separated. */
@@ -34,6 +46,8 @@ export function compileFilters(filters: ReplayFilters, now = Date.now()): (event
   const resources = set(filters.resource);
   return (e) => {
     if (from !== undefined || to !== undefined) {
+      // The reader let only strict RFC 3339 through (looksLikeAuditEvent), which Date.parse reads exactly, and several
+      // times faster than date-fns: this runs for every event.
       const t = Date.parse(eventTime(e));
       if (from !== undefined && t < from) return false;
       if (to !== undefined && t > to) return false;
