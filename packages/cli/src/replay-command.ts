@@ -14,6 +14,8 @@ import {
   rawEventDocument,
 } from "@k8s-audit/shipper";
 import { SingleBar } from "cli-progress";
+import { formatDuration } from "date-fns";
+import { secondsInDay, secondsInHour, secondsInMinute } from "date-fns/constants";
 import { formatAlertLine } from "./alert-output.js";
 import { detectionDirs } from "./pipeline.js";
 
@@ -205,14 +207,35 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
   return 0;
 }
 
+/**
+ * A length of time in words, to the second, in days of 24 hours and smaller units ("2 hours 29 minutes 59 seconds",
+ * "40 days 6 hours"): calendar months would depend on the reader's time zone, and the times printed are UTC.
+ */
+function inWords(ms: number): string {
+  const total = Math.floor(Math.max(0, ms) / 1000);
+  const duration = {
+    days: Math.floor(total / secondsInDay),
+    hours: Math.floor((total % secondsInDay) / secondsInHour),
+    minutes: Math.floor((total % secondsInHour) / secondsInMinute),
+    seconds: total % secondsInMinute,
+  };
+  return formatDuration(duration) || "0 seconds";
+}
+
+/** How long a run took: to a tenth of a second under a minute, else in words. */
+function formatElapsed(seconds: number): string {
+  return seconds < 60 ? `${seconds.toFixed(1)} s` : inWords(seconds * 1000);
+}
+
 export function formatSummary(s: ReplaySummary, detected: boolean): string {
   const out: string[] = [];
   const rate = s.seconds > 0 ? Math.round(s.eventsRead / s.seconds) : 0;
   out.push("");
   out.push(
-    `files ${s.files}  bytes ${s.bytes}  events read ${s.eventsRead}  matched ${s.matched}  malformed ${s.malformed}  (${s.seconds.toFixed(1)} s, ${rate} events/s)`,
+    `files ${s.files}  bytes ${s.bytes}  events read ${s.eventsRead}  matched ${s.matched}  malformed ${s.malformed}  (${formatElapsed(s.seconds)}, ${rate} events/s)`,
   );
-  if (s.firstEvent) out.push(`time span ${s.firstEvent} → ${s.lastEvent}`);
+  if (s.firstEvent && s.lastEvent)
+    out.push(`time span ${s.firstEvent} → ${s.lastEvent} (${inWords(Date.parse(s.lastEvent) - Date.parse(s.firstEvent))})`);
   for (const m of s.malformedSamples.slice(0, 10)) out.push(`malformed ${m.file}:${m.line}: ${m.reason}`);
   if (s.malformed > 10) out.push(`… and ${s.malformed - 10} more malformed records`);
   if (s.futureEvents > 0) {
