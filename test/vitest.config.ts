@@ -11,7 +11,7 @@ const faults = {
   test: {
     name: "faults",
     include: ["test/faults/**/*.test.ts"],
-    globalSetup: ["test/support/engines.global-setup.ts"],
+    globalSetup: ["packages/testkit/src/engines.global-setup.ts"],
     // One case at a time; a case runs seconds of load plus its outage (the broker's 30 s, Elasticsearch's 60 s).
     testTimeout: 400_000,
     hookTimeout: 120_000,
@@ -23,7 +23,7 @@ const faults = {
 export default defineConfig({
   test: {
     root: new URL("..", import.meta.url).pathname,
-    reporters: [process.env.CI ? "verbose" : "default", "./test/support/summary-reporter.ts"],
+    reporters: [process.env.CI ? "verbose" : "default", "./packages/testkit/src/summary-reporter.ts"],
     projects: [
       {
         extends: true,
@@ -37,7 +37,7 @@ export default defineConfig({
         test: {
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
-          globalSetup: ["test/support/engines.global-setup.ts"],
+          globalSetup: ["packages/testkit/src/engines.global-setup.ts"],
           testTimeout: 120_000,
           hookTimeout: 120_000,
           // The engines are shared; files run one at a time so their timing assertions are not skewed by each other.

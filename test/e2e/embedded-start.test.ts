@@ -2,8 +2,8 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { startCli } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, it } from "vitest";
-import { startCli } from "../support/cli.js";
 
 const EXAMPLE = new URL("../../packages/cli/examples/cluster-admin-binding.json", import.meta.url).pathname;
 

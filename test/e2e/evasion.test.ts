@@ -6,8 +6,8 @@ import { promisify } from "node:util";
 import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { alertNames, type EvasionCase, evasionCases } from "@k8s-audit/detector";
 import { loadDetection } from "@k8s-audit/rules";
+import { CLI } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { CLI } from "../support/cli.js";
 import { deployBehindIngest } from "../support/deployment.js";
 import { postJson } from "../support/ingest.js";
 

@@ -6,13 +6,20 @@ import { join } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import type { Pem } from "@k8s-audit/ingest";
 import { loadDetection } from "@k8s-audit/rules";
+import {
+  auditEvent,
+  type CliProcess,
+  clusterAdminBinding,
+  eventList,
+  readTopic,
+  startCli,
+  storedAuditIDs,
+  uniqueTopics,
+} from "@k8s-audit/testkit";
 import { Agent, request } from "undici";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { type CliProcess, startCli } from "../support/cli.js";
 import { deployBehindIngest } from "../support/deployment.js";
-import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
 import { makeTestPki, type TestPki } from "../support/ingest.js";
-import { readTopic, storedAuditIDs, uniqueTopics } from "../support/kafka.js";
 
 /**
  * The ingest, run as `k8s-audit ingest` in its own process on the real Kafka, under the hostile clients of issue #12

@@ -2,10 +2,9 @@ import { copyFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect } from "node:tls";
 import { issueCertificate } from "@k8s-audit/ingest";
+import { auditEvent, eventList, readTopic } from "@k8s-audit/testkit";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { auditEvent, eventList } from "../support/events.js";
 import { makeTestPki, postJson, startTestIngest, type TestPki, tlsAgent } from "../support/ingest.js";
-import { readTopic } from "../support/kafka.js";
 
 /** Who may talk to the ingest: mTLS (CA, expiry, subject) and bearer tokens, with rotation, on the real Kafka. */
 describe("ingest authentication", () => {

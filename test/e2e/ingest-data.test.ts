@@ -4,11 +4,10 @@ import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
 import { REDACTED_ANNOTATION, TRUNCATED_ANNOTATION, TRUNCATED_FIELDS_ANNOTATION } from "@k8s-audit/ingest";
 import { alertsDataStream, createElasticsearchClient } from "@k8s-audit/shipper";
+import { auditEvent, clusterAdminBinding, eventList, readTopic, uniqueTopics } from "@k8s-audit/testkit";
 import { pino } from "pino";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
 import { postJson, startTestIngest } from "../support/ingest.js";
-import { readTopic, uniqueTopics } from "../support/kafka.js";
 
 /** What the ingest does to the data, checked in the real Kafka (and Elasticsearch for the secrets scan). */
 describe("ingest data handling", () => {

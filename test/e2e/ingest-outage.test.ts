@@ -2,11 +2,9 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KAFKA_BROKERS, kafkaPid, startKafka, stopKafka } from "@k8s-audit/engines";
+import { acknowledged, postLoad, startCli, storedAuditIDs, uniqueTopics } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { startCli } from "../support/cli.js";
 import { startTestIngest } from "../support/ingest.js";
-import { storedAuditIDs, uniqueTopics } from "../support/kafka.js";
-import { acknowledged, postLoad } from "../support/load.js";
 
 /** Losslessness under failure: Kafka stopped mid-load, and SIGTERM mid-load. */
 describe("ingest under failure", () => {

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
+import { quietLogger, uniqueTopics } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { quietLogger, uniqueTopics } from "../support/kafka.js";
 
 /** A detector run on its own serves /metrics itself: with a metrics token file, that endpoint wants a token too. */
 describe("detector /metrics behind a token", () => {

@@ -6,11 +6,8 @@ import { join } from "node:path";
 import type { ConsumedMessage } from "@k8s-audit/core";
 import { SHIPPED_SIGMA_DIR } from "@k8s-audit/rules";
 import { alertsDataStream, createElasticsearchClient, eventsDataStream } from "@k8s-audit/shipper";
+import { CLI, type CliProcess, eventList, findMarkers, type PlantedCase, plantedCorpus, readTopic, startCli } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { CLI, type CliProcess, startCli } from "../support/cli.js";
-import { eventList } from "../support/events.js";
-import { readTopic } from "../support/kafka.js";
-import { findMarkers, type PlantedCase, plantedCorpus } from "../support/planted-secrets.js";
 
 /**
  * Issue #12's acceptance: the planted-secret corpus (test/support/planted-secrets.ts) through everything that writes

@@ -1,13 +1,13 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Alert, type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
+import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { Detector } from "@k8s-audit/detector";
 import { replay } from "@k8s-audit/replay";
 import { loadDetection } from "@k8s-audit/rules";
+import { parsedAuditEvent } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { deployBehindIngest } from "../support/deployment.js";
-import { auditEvent } from "../support/events.js";
 import { postJson } from "../support/ingest.js";
 
 /**
@@ -24,17 +24,15 @@ const pack = loadDetection();
 let n = 0;
 function request(user: string, at: number, fields: Record<string, unknown> = {}): AuditEvent {
   n++;
-  return AuditEventSchema.parse({
-    ...auditEvent({
-      auditID: `order-${n}`,
-      level: "Metadata",
-      user: { username: user, groups: ["system:authenticated"] },
-      userAgent: `${user}/1.0`,
-      sourceIPs: [`10.2.0.${user.length}`],
-      requestReceivedTimestamp: new Date(at - 4).toISOString(),
-      stageTimestamp: new Date(at).toISOString(),
-      ...fields,
-    }),
+  return parsedAuditEvent({
+    auditID: `order-${n}`,
+    level: "Metadata",
+    user: { username: user, groups: ["system:authenticated"] },
+    userAgent: `${user}/1.0`,
+    sourceIPs: [`10.2.0.${user.length}`],
+    requestReceivedTimestamp: new Date(at - 4).toISOString(),
+    stageTimestamp: new Date(at).toISOString(),
+    ...fields,
   });
 }
 

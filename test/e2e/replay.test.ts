@@ -7,11 +7,9 @@ import { promisify } from "node:util";
 import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
 import { alertsDataStream, createElasticsearchClient, eventsDataStream } from "@k8s-audit/shipper";
+import { auditEvent, CLI, clusterAdminBinding, eventList, quietLogger, readTopic, uniqueTopics } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { CLI } from "../support/cli.js";
-import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
 import { startTestIngest } from "../support/ingest.js";
-import { quietLogger, readTopic, uniqueTopics } from "../support/kafka.js";
 
 /** Investigations on the real engines: the same alert ids as the live path, and case data streams in Elasticsearch. */
 describe("replay on the real engines", () => {

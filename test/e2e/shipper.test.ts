@@ -11,9 +11,8 @@ import {
   setupElasticsearch,
   startShipperService,
 } from "@k8s-audit/shipper";
+import { auditEvent, clusterAdminBinding, quietLogger, readTopic, uniqueTopics } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { auditEvent, clusterAdminBinding } from "../support/events.js";
-import { quietLogger, readTopic, uniqueTopics } from "../support/kafka.js";
 
 /** The shipper on the real Kafka and Elasticsearch: idempotent, lossless across an outage, refusing bad documents only. */
 describe("shipper", () => {

@@ -2,10 +2,9 @@ import { randomUUID } from "node:crypto";
 import { startPipeline } from "@k8s-audit/cli";
 import { loadConfig } from "@k8s-audit/core";
 import { alertsDataStream, createElasticsearchClient } from "@k8s-audit/shipper";
+import { auditEvent, clusterAdminBinding, eventList, quietLogger, readTopic, uniqueTopics } from "@k8s-audit/testkit";
 import { stormHeadId } from "@k8s-audit/windows";
 import { afterAll, describe, expect, inject, it } from "vitest";
-import { auditEvent, clusterAdminBinding, eventList } from "../support/events.js";
-import { quietLogger, readTopic, uniqueTopics } from "../support/kafka.js";
 
 /**
  * The spine, on the real engines, with each stage running on its own as in production:

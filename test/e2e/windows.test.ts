@@ -1,8 +1,8 @@
-import { type Alert, type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
+import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { loadDetection } from "@k8s-audit/rules";
+import { parsedAuditEvent } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, inject, it } from "vitest";
 import { type Deployment, deploy } from "../support/deployment.js";
-import { auditEvent } from "../support/events.js";
 
 /**
  * Windowed detections on the real Kafka, deployed as in production: detector instances read the events topic and
@@ -14,17 +14,15 @@ const pack = loadDetection();
 const timedRuleIds = new Set(pack.windowRules.map((r) => r.definition.id));
 
 function request(user: string | undefined, ms: number, n: number, overrides: Record<string, unknown> = {}): AuditEvent {
-  return AuditEventSchema.parse({
-    ...auditEvent({
-      auditID: `${user ?? "anonymous"}-${ms}-${n}`,
-      level: "Metadata",
-      user: user ? { username: user, groups: ["system:authenticated"] } : {},
-      userAgent: `${user ?? "curl"}/1.0`,
-      sourceIPs: [user === "script-bot" ? "10.1.0.99" : user ? "10.1.0.7" : "203.0.113.66"],
-      requestReceivedTimestamp: new Date(T0 + ms - 5).toISOString(),
-      stageTimestamp: new Date(T0 + ms).toISOString(),
-      ...overrides,
-    }),
+  return parsedAuditEvent({
+    auditID: `${user ?? "anonymous"}-${ms}-${n}`,
+    level: "Metadata",
+    user: user ? { username: user, groups: ["system:authenticated"] } : {},
+    userAgent: `${user ?? "curl"}/1.0`,
+    sourceIPs: [user === "script-bot" ? "10.1.0.99" : user ? "10.1.0.7" : "203.0.113.66"],
+    requestReceivedTimestamp: new Date(T0 + ms - 5).toISOString(),
+    stageTimestamp: new Date(T0 + ms).toISOString(),
+    ...overrides,
     cluster: "prod",
   });
 }
@@ -141,19 +139,17 @@ describe("windowed detections on Kafka", () => {
     const d = await deploy(brokers, 3);
     deployments.push(d);
     const forbidden = (cluster: string, user: string, i: number, at: number) =>
-      AuditEventSchema.parse({
-        ...auditEvent({
-          auditID: `${cluster}-${user}-${i}`,
-          level: "Metadata",
-          verb: "get",
-          requestURI: "/api/v1/namespaces/prod/secrets/db",
-          objectRef: { resource: "secrets", namespace: "prod", name: "db", apiVersion: "v1" },
-          user: { username: user, groups: ["system:authenticated"] },
-          responseStatus: { metadata: {}, code: 403 },
-          annotations: { "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "" },
-          requestReceivedTimestamp: new Date(at - 5).toISOString(),
-          stageTimestamp: new Date(at).toISOString(),
-        }),
+      parsedAuditEvent({
+        auditID: `${cluster}-${user}-${i}`,
+        level: "Metadata",
+        verb: "get",
+        requestURI: "/api/v1/namespaces/prod/secrets/db",
+        objectRef: { resource: "secrets", namespace: "prod", name: "db", apiVersion: "v1" },
+        user: { username: user, groups: ["system:authenticated"] },
+        responseStatus: { metadata: {}, code: 403 },
+        annotations: { "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "" },
+        requestReceivedTimestamp: new Date(at - 5).toISOString(),
+        stageTimestamp: new Date(at).toISOString(),
         cluster,
       });
     // A broken (or hostile) clock in cluster A: one event stamped in 2100, read first.
@@ -163,10 +159,7 @@ describe("windowed detections on Kafka", () => {
     // Traffic goes on, spread over every partition, so event time passes the burst's window.
     await d.publish(
       Array.from({ length: 30 }, (_, i) =>
-        AuditEventSchema.parse({
-          ...auditEvent({ stageTimestamp: new Date(T0 + 5 * MINUTE + i * 1000).toISOString() }),
-          cluster: "cluster-b",
-        }),
+        parsedAuditEvent({ stageTimestamp: new Date(T0 + 5 * MINUTE + i * 1000).toISOString(), cluster: "cluster-b" }),
       ),
     );
     const flagged = (alerts: Alert[]) =>

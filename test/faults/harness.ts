@@ -6,10 +6,19 @@ import { type Alert, KafkaBus } from "@k8s-audit/core";
 import { Detector } from "@k8s-audit/detector";
 import { replay } from "@k8s-audit/replay";
 import { loadDetection } from "@k8s-audit/rules";
-import { alertDocCounts, countEvents, readWholeTopic } from "../support/counting.js";
-import { auditEvent, clusterAdminBinding } from "../support/events.js";
-import { quietLogger } from "../support/kafka.js";
-import { apiserverLoad, EventClock, type LoadReport, percentile, routineEvent } from "../support/load.js";
+import {
+  alertDocCounts,
+  apiserverLoad,
+  auditEvent,
+  clusterAdminBinding,
+  countEvents,
+  EventClock,
+  type LoadReport,
+  percentile,
+  quietLogger,
+  readWholeTopic,
+  routineEvent,
+} from "@k8s-audit/testkit";
 import { freePort, StageProcess } from "../support/stages.js";
 
 /** One deployment of the pipeline as separate processes on fresh topics, cluster, data stream and consumer groups. */

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { connect, type Socket } from "node:net";
+import { auditEvent, eventList } from "@k8s-audit/testkit";
 import { Agent, request } from "undici";
-import { auditEvent, eventList } from "../support/events.js";
 import type { Pipeline } from "./harness.js";
 import { sleep } from "./harness.js";
 

@@ -1,6 +1,5 @@
 import { KafkaBus } from "@k8s-audit/core";
-import { readWholeTopic } from "../support/counting.js";
-import { quietLogger } from "../support/kafka.js";
+import { quietLogger, readWholeTopic } from "@k8s-audit/testkit";
 import type { Pipeline } from "./harness.js";
 
 /**

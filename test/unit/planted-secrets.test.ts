@@ -1,8 +1,8 @@
 import { AuditEventSchema, REDACTED_ANNOTATION, redactEvent, redactValue } from "@k8s-audit/core";
 import { Detector } from "@k8s-audit/detector";
 import { buildAlert, loadDetection, SHIPPED_SIGMA_DIR } from "@k8s-audit/rules";
+import { findMarkers, plantedCorpus } from "@k8s-audit/testkit";
 import { describe, expect, it } from "vitest";
-import { findMarkers, plantedCorpus } from "../support/planted-secrets.js";
 
 /**
  * The planted-secret corpus through the one redactor, without engines: no marker survives redaction, the events stay

@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Alert } from "@k8s-audit/core";
+import { CLI } from "@k8s-audit/testkit";
 import { describe, expect, it } from "vitest";
-import { CLI } from "../support/cli.js";
 
 /**
  * Archives as investigators have them, through `k8s-audit replay` as they run it (no --cluster): events without a

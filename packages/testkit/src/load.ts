@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Dispatcher } from "undici";
 import { request } from "undici";
-import { auditEvent, eventList } from "./events.js";
+import { auditEvent, eventList } from "./audit-events.js";
 
 export interface BatchOutcome {
   auditIDs: string[];

@@ -1,11 +1,16 @@
 import { ensureEngines, stopEngines } from "@k8s-audit/engines";
+// Imported so that tsc resolves the module the declaration below augments (nothing else here imports it).
+import type {} from "vitest";
 import type { TestProject } from "vitest/node";
 
+/** The engines' addresses, handed to every e2e and fault test: `inject("kafkaBrokers")`, `inject("elasticsearchUrl")`. */
+export interface EngineAddresses {
+  kafkaBrokers: string;
+  elasticsearchUrl: string;
+}
+
 declare module "vitest" {
-  export interface ProvidedContext {
-    kafkaBrokers: string;
-    elasticsearchUrl: string;
-  }
+  export interface ProvidedContext extends EngineAddresses {}
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID } from "node:crypto";
-import { auditEvent } from "./events.js";
+import { auditEvent } from "./audit-events.js";
 
 /**
  * The planted-secret corpus (issue #12, docs/redaction.md): audit events — and invalid items bound for the dead-letter

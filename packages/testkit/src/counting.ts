@@ -5,8 +5,8 @@ import { createRequire } from "node:module";
  * to the high-water mark of every partition (no consumer group: nothing is committed, nothing is skipped).
  */
 
-// kafkajs is the core package's dependency; the tests reach it through core (pnpm does not hoist it to the root).
-const requireFromCore = createRequire(new URL("../../packages/core/package.json", import.meta.url));
+// kafkajs is the core package's dependency; the kit reaches it through core (pnpm does not hoist it to the root).
+const requireFromCore = createRequire(createRequire(import.meta.url).resolve("@k8s-audit/core"));
 
 interface KafkaMessage {
   key: Buffer | null;
@@ -30,10 +30,10 @@ interface KafkaLike {
     }): Promise<void>;
   };
 }
-const { Kafka, logLevel } = requireFromCore("kafkajs") as {
+interface KafkaModule {
   Kafka: new (o: { clientId: string; brokers: string[]; logLevel: number }) => KafkaLike;
   logLevel: { NOTHING: number };
-};
+}
 
 export interface TopicRecord {
   partition: number;
@@ -44,6 +44,8 @@ export interface TopicRecord {
 
 /** Every record of `topic` up to the high-water marks taken now (a fresh group, nothing committed). */
 export async function readWholeTopic(brokers: string, topic: string, timeoutMs = 60_000): Promise<TopicRecord[]> {
+  // Loaded here, not on import: unit tests import the kit too and never read a topic.
+  const { Kafka, logLevel } = requireFromCore("kafkajs") as KafkaModule;
   const kafka = new Kafka({ clientId: "faults-counter", brokers: brokers.split(","), logLevel: logLevel.NOTHING });
   const admin = kafka.admin();
   await admin.connect();
