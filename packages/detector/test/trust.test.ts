@@ -1,5 +1,6 @@
-import { type Alert, type AuditEvent, AuditEventSchema } from "@k8s-audit/core";
+import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { authenticatedUser, effectiveUser, jsonPatchAsObject, loadDetection, refusal } from "@k8s-audit/rules";
+import { parsedAuditEvent } from "@k8s-audit/testkit";
 import { MISSING_KEY_PART, StormAggregator } from "@k8s-audit/windows";
 import { describe, expect, it } from "vitest";
 import { Detector } from "../src/index.js";
@@ -8,19 +9,20 @@ import { Detector } from "../src/index.js";
 const pack = loadDetection();
 const T0 = Date.UTC(2026, 8, 1, 8, 0, 0);
 
+/** Alice listing secrets in prod of cluster `a` at `at`, with no user agent or annotations unless `fields` say so. */
 function event(fields: Record<string, unknown>, at: number, id: string): AuditEvent {
-  return AuditEventSchema.parse({
+  return parsedAuditEvent({
     level: "Metadata",
     auditID: id,
-    stage: "ResponseComplete",
     requestURI: "/api/v1/namespaces/prod/secrets",
-    verb: "list",
     user: { username: "alice", groups: ["system:authenticated"] },
     sourceIPs: ["192.0.2.10"],
+    userAgent: undefined,
     objectRef: { resource: "secrets", namespace: "prod", apiVersion: "v1" },
     responseStatus: { code: 200 },
     requestReceivedTimestamp: new Date(at - 3).toISOString(),
     stageTimestamp: new Date(at).toISOString(),
+    annotations: undefined,
     cluster: "a",
     ...fields,
   });

@@ -1,5 +1,6 @@
-import { type Alert, AuditEventSchema } from "@k8s-audit/core";
+import type { Alert } from "@k8s-audit/core";
 import { loadRulePack } from "@k8s-audit/rules";
+import { parsedAuditEvent } from "@k8s-audit/testkit";
 import { decodePartial, encodePartial, PartialCountCache, partitionOf, WindowEngine } from "@k8s-audit/windows";
 import { describe, expect, it } from "vitest";
 import { Detector } from "../src/index.js";
@@ -7,20 +8,20 @@ import { Detector } from "../src/index.js";
 const pack = loadRulePack();
 const T0 = Date.UTC(2026, 10, 28, 12, 0, 0);
 
-/** A request by `user` at `ms` after T0; written for these tests. */
+/** A request by `user` at `ms` after T0, stamped by stageTimestamp alone, with no annotations; written for these tests. */
 function req(user: string, ms: number, extra: Record<string, unknown> = {}) {
-  return AuditEventSchema.parse({
+  return parsedAuditEvent({
     level: "Metadata",
     auditID: `${user}-${ms}-${JSON.stringify(extra).length}`,
-    stage: "ResponseComplete",
     requestURI: "/api/v1/namespaces/app/configmaps",
-    verb: "list",
     user: { username: user, groups: ["system:authenticated"] },
     sourceIPs: [`10.0.0.${user.length}`],
     userAgent: `${user}-client/1.0`,
     objectRef: { resource: "configmaps", namespace: "app", apiVersion: "v1" },
     responseStatus: { code: 200 },
+    requestReceivedTimestamp: undefined,
     stageTimestamp: new Date(T0 + ms).toISOString(),
+    annotations: undefined,
     cluster: "prod",
     ...extra,
   });

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, unlinkSync, writeFi
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createLogger, MemoryBus } from "@k8s-audit/core";
+import { auditEvent } from "@k8s-audit/testkit";
 import { afterEach, describe, expect, it } from "vitest";
 import { createIngestMetrics, createIngestServer, Ingestor, TokenSet } from "../src/index.js";
 
@@ -12,18 +13,16 @@ const HAVE_FALCO = existsSync(join(REAL_AUDIT, "falcosecurity-falco"));
 if (!HAVE_FALCO)
   console.warn(`[ingest tests] ${REAL_AUDIT}/falcosecurity-falco not found: the real-data case is skipped (set K8S_AUDIT_REAL_AUDIT_DIR)`);
 
-function event(auditID: string, extra: Record<string, unknown> = {}) {
-  return {
+/** Bob listing namespaces: the webhook's handling is under test, any valid event will do; keys are by auditID. */
+const event = (auditID: string, extra: Record<string, unknown> = {}) =>
+  auditEvent({
     level: "Metadata",
     auditID,
-    stage: "ResponseComplete",
     requestURI: "/api/v1/namespaces",
-    verb: "list",
     user: { username: "bob" },
     stageTimestamp: "2026-01-01T00:00:00.000001Z",
     ...extra,
-  };
-}
+  });
 
 let app: ReturnType<typeof createIngestServer> | undefined;
 afterEach(async () => {

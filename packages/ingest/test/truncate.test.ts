@@ -1,4 +1,5 @@
 import { createLogger, MemoryBus } from "@k8s-audit/core";
+import { auditLogEvent } from "@k8s-audit/testkit";
 import { describe, expect, it } from "vitest";
 import {
   createIngestMetrics,
@@ -14,24 +15,26 @@ const LIMIT = 900 * 1024;
 const MB = 1024 * 1024;
 
 let seq = 0;
-function auditEvent(extra: Record<string, unknown> = {}): Record<string, unknown> {
+/**
+ * The kit's event as these cases were written: a create by mallory, numbered, a microsecond later each; no objectRef
+ * unless a case gives one (the truncator chooses what to keep by resource) and no annotations.
+ */
+function caseEvent(extra: Record<string, unknown> = {}): Record<string, unknown> {
   seq++;
-  return {
-    kind: "Event",
-    apiVersion: "audit.k8s.io/v1",
-    level: "RequestResponse",
+  return auditLogEvent({
     auditID: `trunc-${seq}`,
-    stage: "ResponseComplete",
     requestURI: "/",
     verb: "create",
     user: { username: "mallory", groups: ["system:authenticated"] },
     sourceIPs: ["192.0.2.7"],
     userAgent: "kubectl/v1.31.0",
+    objectRef: undefined,
     responseStatus: { metadata: {}, code: 201 },
     requestReceivedTimestamp: `2026-01-01T00:00:00.${String(seq).padStart(6, "0")}Z`,
     stageTimestamp: `2026-01-01T00:00:01.${String(seq).padStart(6, "0")}Z`,
+    annotations: undefined,
     ...extra,
-  };
+  });
 }
 
 /** Runs items through an Ingestor on a memory bus; returns what reached the events and dead-letter topics. */
@@ -84,7 +87,7 @@ function expectTruncatedUnderLimit(raw: string, event: Record<string, any>, limi
 
 describe("oversize events keep what rules read", () => {
   it("leaves an event under the limit byte for byte as it was", async () => {
-    const item = auditEvent({
+    const item = caseEvent({
       requestObject: { kind: "ConfigMap", metadata: { name: "a", managedFields: managedFields(2) }, data: { k: "v" } },
     });
     const { raw, outcome } = await ingestOne(item);
@@ -99,7 +102,7 @@ describe("oversize events keep what rules read", () => {
       metadata: { name: "innocent", annotations: { "pad.example.com/blob": pad(2 * MB) }, managedFields: managedFields(50) },
       rules: [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }],
     };
-    const item = auditEvent({
+    const item = caseEvent({
       objectRef: { resource: "clusterroles", apiGroup: "rbac.authorization.k8s.io", apiVersion: "v1", name: "innocent" },
       requestObject: role,
       responseObject: structuredClone(role),
@@ -138,7 +141,7 @@ describe("oversize events keep what rules read", () => {
       metadata: { name: "p", namespace: "default", ...meta },
       spec: { ...privilegedPodSpec(env), ...extraSpec },
     };
-    const item = auditEvent({
+    const item = caseEvent({
       objectRef: { resource: "pods", namespace: "default", name: "p", apiVersion: "v1" },
       requestObject: pod,
       responseObject: structuredClone(pod),
@@ -170,11 +173,11 @@ describe("oversize events keep what rules read", () => {
       spec: { schedule: "* * * * *", jobTemplate: { spec: { template } } },
     };
     const { events, raw } = await ingest([
-      auditEvent({
+      caseEvent({
         objectRef: { resource: "deployments", apiGroup: "apps", namespace: "default", name: "web" },
         requestObject: deployment,
       }),
-      auditEvent({ objectRef: { resource: "cronjobs", apiGroup: "batch", namespace: "default", name: "job" }, requestObject: cronJob }),
+      caseEvent({ objectRef: { resource: "cronjobs", apiGroup: "batch", namespace: "default", name: "job" }, requestObject: cronJob }),
     ]);
     for (const r of raw) expect(Buffer.byteLength(r)).toBeLessThanOrEqual(LIMIT);
     const [dep, cron] = events;
@@ -195,7 +198,7 @@ describe("oversize events keep what rules read", () => {
       roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "cluster-admin" },
       subjects: [{ kind: "User", apiGroup: "rbac.authorization.k8s.io", name: "mallory" }],
     };
-    const item = auditEvent({
+    const item = caseEvent({
       objectRef: { resource: "clusterrolebindings", apiGroup: "rbac.authorization.k8s.io", name: "b" },
       requestObject: binding,
       responseObject: binding,
@@ -219,7 +222,7 @@ describe("oversize events keep what rules read", () => {
       },
       rules: [{ apiGroups: [""], resources: ["pods/exec"], verbs: ["create"] }],
     };
-    const item = auditEvent({
+    const item = caseEvent({
       objectRef: { resource: "clusterroles", apiGroup: "rbac.authorization.k8s.io" },
       requestObject: role,
       responseObject: structuredClone(role),
@@ -237,7 +240,7 @@ describe("oversize events keep what rules read", () => {
   it("names what it had to cut when the rule-relevant fields alone are over the limit (known limit: a 40,000-entry rules list)", async () => {
     const rules = Array.from({ length: 40_000 }, (_, i) => ({ apiGroups: [""], resources: [`r${i}`], verbs: ["get"] }));
     rules.push({ apiGroups: ["*"], resources: ["*"], verbs: ["*"] });
-    const item = auditEvent({
+    const item = caseEvent({
       objectRef: { resource: "clusterroles", apiGroup: "rbac.authorization.k8s.io" },
       requestObject: { kind: "ClusterRole", metadata: { name: "r" }, rules },
     });
@@ -264,7 +267,7 @@ describe("oversize events keep what rules read", () => {
       metadata: { name: "m" },
       webhooks: [webhook],
     };
-    const item = auditEvent({
+    const item = caseEvent({
       objectRef: { resource: "mutatingwebhookconfigurations", apiGroup: "admissionregistration.k8s.io" },
       requestObject: config,
     });
@@ -276,7 +279,7 @@ describe("oversize events keep what rules read", () => {
 
   it("keeps data keys with empty values when the values are the bulk (rules test key names)", async () => {
     const data = Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`key-${i}`, pad(3000)]));
-    const item = auditEvent({
+    const item = caseEvent({
       objectRef: { resource: "configmaps", namespace: "prod", name: "c" },
       requestObject: { kind: "ConfigMap", metadata: { name: "c" }, data: { ...data, aws_secret_access_key: "AKIA..." } },
     });
@@ -293,7 +296,7 @@ describe("oversize events keep what rules read", () => {
       metadata: { name: `p${i}`, namespace: "default" },
       spec: { containers: [{ name: "c", image: pad(1000) }] },
     }));
-    const item = auditEvent({
+    const item = caseEvent({
       verb: "list",
       objectRef: { resource: "pods" },
       responseObject: { kind: "PodList", apiVersion: "v1", metadata: {}, items: pods },
@@ -319,7 +322,7 @@ describe("oversize events keep what rules read", () => {
       spec: { signerName: "kubernetes.io/kube-apiserver-client", groups: ["system:masters"], request: pad(2000) },
       status: { conditions: [{ type: "Approved", status: "True" }], certificate: pad(3000) },
     };
-    const item = auditEvent({
+    const item = caseEvent({
       verb: "update",
       objectRef: { resource: "certificatesigningrequests", apiGroup: "certificates.k8s.io", name: "eve", subresource: "approval" },
       requestObject: csr,
@@ -337,7 +340,7 @@ describe("oversize events keep what rules read", () => {
 
   it("keeps an oversize ConfigMap's keys where it used to drop both bodies (old e2e case, new expectation)", async () => {
     // Same input as test/e2e/ingest-data.test.ts "keeps an oversize event without its bodies": the bodies now stay.
-    const item = auditEvent({ requestObject: { kind: "ConfigMap", data: { blob: pad(50_000) } }, responseObject: { kind: "ConfigMap" } });
+    const item = caseEvent({ requestObject: { kind: "ConfigMap", data: { blob: pad(50_000) } }, responseObject: { kind: "ConfigMap" } });
     const { raw, event } = await ingestOne(item, 8 * 1024);
     expectTruncatedUnderLimit(raw, event, 8 * 1024);
     expect(event.auditID).toBe(item.auditID);
@@ -355,17 +358,17 @@ describe("oversize events keep what rules read", () => {
     // JSON.stringify itself throws at this depth: the common path must not.
     expect(() => JSON.stringify(deep(10_000))).toThrow(RangeError);
     const items = [
-      auditEvent({
+      caseEvent({
         verb: "patch",
         objectRef: { resource: "configmaps", name: "c" },
         requestObject: [{ op: "add", path: "/data/x", value: deep(10_000) }],
       }),
-      auditEvent({
+      caseEvent({
         verb: "patch",
         objectRef: { resource: "pods", name: "p" },
         requestObject: { spec: deep(10_000), metadata: { name: "p" } },
       }),
-      auditEvent({ verb: "patch", objectRef: { resource: "pods", name: "p" }, requestObject: deepArray(10_000), extra: deep(10_000) }),
+      caseEvent({ verb: "patch", objectRef: { resource: "pods", name: "p" }, requestObject: deepArray(10_000), extra: deep(10_000) }),
       { auditID: "invalid-and-deep", body: deep(10_000) },
     ];
     const { outcome, raw, events, dead } = await ingest(items);
@@ -388,9 +391,9 @@ describe("oversize events keep what rules read", () => {
   it("cuts a megabyte requestURI rather than the bodies, and always ends under the limit", async () => {
     const role = { kind: "ClusterRole", metadata: { name: "r" }, rules: [{ apiGroups: ["*"], resources: ["*"], verbs: ["*"] }] };
     const items = [
-      auditEvent({ requestURI: `/api/v1/pods?x=${pad(2 * MB)}`, requestObject: role }),
+      caseEvent({ requestURI: `/api/v1/pods?x=${pad(2 * MB)}`, requestObject: role }),
       // everything at once: giant unknown fields, sourceIPs, annotations, and bodies
-      auditEvent({
+      caseEvent({
         requestURI: `/x?${pad(MB)}`,
         sourceIPs: [...Array.from({ length: 100_000 }, (_, i) => `10.0.${i >> 8}.${i & 255}`), "192.0.2.99"],
         annotations: manyAnnotations(2000, 1000),

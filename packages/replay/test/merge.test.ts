@@ -5,6 +5,7 @@ import { gzipSync } from "node:zlib";
 import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { Detector } from "@k8s-audit/detector";
 import { loadDetection } from "@k8s-audit/rules";
+import { apiserverTime, auditLogEvent } from "@k8s-audit/testkit";
 import { afterAll, describe, expect, it } from "vitest";
 import { groupByLog, type ReplayOptions, replay, resolveInputs } from "../src/index.js";
 
@@ -13,29 +14,26 @@ const T0 = Date.UTC(2026, 2, 1, 10, 0, 0);
 /** Well after every event here, so none of them counts as stamped in the future. */
 const NOW = Date.UTC(2026, 2, 2);
 
-/** A fixed-width time with microseconds, as the apiserver writes it. */
-const stamp = (ms: number, micros = 0) => new Date(ms).toISOString().replace("Z", `${String(micros).padStart(3, "0")}Z`);
-
 type Json = Record<string, unknown>;
 let nextId = 0;
+/** An audit log line at `atMs`: alice reading a configmap, numbered, with no user agent or annotations. */
 function event(atMs: number, overrides: Json = {}): Json {
   const id = nextId++;
-  return {
-    kind: "Event",
-    apiVersion: "audit.k8s.io/v1",
+  return auditLogEvent({
     level: "Metadata",
     auditID: `evt-${String(id).padStart(4, "0")}`,
-    stage: "ResponseComplete",
     requestURI: "/api/v1/namespaces/shop/configmaps/settings",
     verb: "get",
     user: { username: "alice", groups: ["system:authenticated"] },
     sourceIPs: ["198.51.100.4"],
+    userAgent: undefined,
     objectRef: { resource: "configmaps", namespace: "shop", name: "settings", apiVersion: "v1" },
     responseStatus: { code: 200 },
-    requestReceivedTimestamp: stamp(atMs - 2, id % 1000),
-    stageTimestamp: stamp(atMs, id % 1000),
+    requestReceivedTimestamp: apiserverTime(atMs - 2, id % 1000),
+    stageTimestamp: apiserverTime(atMs, id % 1000),
+    annotations: undefined,
     ...overrides,
-  };
+  });
 }
 
 /** Refused as unauthenticated: the probe for auth.unauthenticated_burst (20 in a minute from one address). */
@@ -181,7 +179,7 @@ describe("replay merges its inputs by event time", () => {
     const dir = folder();
     mkdirSync(join(dir, "node-1"));
     mkdirSync(join(dir, "node-2"));
-    const rotatedAt = node1.findIndex((e) => String(e.stageTimestamp) >= stamp(s(180)));
+    const rotatedAt = node1.findIndex((e) => String(e.stageTimestamp) >= apiserverTime(s(180)));
     writeFileSync(join(dir, "node-1", "audit-2026-03-01T10-03-00.000.log.gz"), gzipSync(jsonl(node1.slice(0, rotatedAt))));
     writeFileSync(join(dir, "node-1", "audit.log"), jsonl(node1.slice(rotatedAt)));
     writeFileSync(join(dir, "node-2", "audit.log"), jsonl(node2));
@@ -207,7 +205,7 @@ describe("replay merges its inputs by event time", () => {
       const block = Array.from({ length: 500 }, (_, k) => start + ((k * 263) % 500));
       for (const i of block)
         lines.push(
-          `{"level":"Metadata","auditID":"e-${i}","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"list","user":{"username":"u"},"stageTimestamp":"${stamp(T0 + i)}"}`,
+          `{"level":"Metadata","auditID":"e-${i}","stage":"ResponseComplete","requestURI":"/api/v1/pods","verb":"list","user":{"username":"u"},"stageTimestamp":"${apiserverTime(T0 + i)}"}`,
         );
     }
     writeFileSync(file, `${lines.join("\n")}\n`);
@@ -269,7 +267,7 @@ describe("events stamped in the future", () => {
     const withOutlier = join(dir, "with.log");
     writeFileSync(without, jsonl(archive));
     // Three hours ahead of the events around it, and still long before the replay's clock: not "future", an outlier.
-    const ahead = event(T0 + 3 * 3600_000, { stageTimestamp: stamp(T0 + 3 * 3600_000) });
+    const ahead = event(T0 + 3 * 3600_000, { stageTimestamp: apiserverTime(T0 + 3 * 3600_000) });
     const middle = archive.indexOf(burst[12] as Json);
     writeFileSync(withOutlier, jsonl([...archive.slice(0, middle), ahead, ...archive.slice(middle)]));
     const expected = await run([without]);

@@ -5,29 +5,32 @@ import { gzipSync } from "node:zlib";
 import type { Alert, AuditEvent } from "@k8s-audit/core";
 import { Detector } from "@k8s-audit/detector";
 import { loadRules } from "@k8s-audit/rules";
+import { auditLogEvent } from "@k8s-audit/testkit";
 import { describe, expect, it } from "vitest";
 import { parseTime, replay, resolveInputs } from "../src/index.js";
 
 const rules = loadRules();
 
-/** Events written by this project: a few people and controllers, one of them creating a cluster-admin binding. */
+/**
+ * Events written by this project: a few people and controllers, one of them creating a cluster-admin binding. Audit log
+ * lines a minute apart, stamped by stageTimestamp alone (no received time), with no user agent or annotations.
+ */
 function event(i: number, overrides: Record<string, unknown> = {}) {
-  const t = new Date(Date.UTC(2026, 2, 1, 10, 0, 0) + i * 60_000).toISOString();
-  return {
-    kind: "Event",
-    apiVersion: "audit.k8s.io/v1",
+  return auditLogEvent({
     level: "Request",
     auditID: `evt-${i}`,
-    stage: "ResponseComplete",
     requestURI: `/api/v1/namespaces/ns-${i % 3}/pods`,
     verb: i % 2 ? "create" : "list",
     user: { username: i % 4 === 0 ? "bob" : "alice", groups: ["system:authenticated"] },
     sourceIPs: ["198.51.100.4"],
+    userAgent: undefined,
     objectRef: { resource: "pods", namespace: `ns-${i % 3}`, apiVersion: "v1" },
     responseStatus: { code: 200 },
-    stageTimestamp: t,
+    requestReceivedTimestamp: undefined,
+    stageTimestamp: new Date(Date.UTC(2026, 2, 1, 10, 0, 0) + i * 60_000).toISOString(),
+    annotations: undefined,
     ...overrides,
-  };
+  });
 }
 const binding = (i: number) =>
   event(i, {
