@@ -57,8 +57,7 @@ describe("ingest data handling", () => {
   });
 
   it("drops an exact re-send of a batch and counts it", async () => {
-    const { RecentEvents } = await import("@k8s-audit/ingest");
-    const ingest = await startTestIngest(brokers, { dedup: new RecentEvents() });
+    const ingest = await startTestIngest(brokers, { dedup: true });
     cleanup.push(ingest.stop);
     const batch = eventList([auditEvent(), auditEvent(), auditEvent()]);
     expect((await postJson(ingest.url, batch)).body).toMatchObject({ accepted: 3, deduplicated: 0 });

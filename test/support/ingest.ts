@@ -1,8 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KafkaBus, type Topics } from "@k8s-audit/core";
-import { createCertificateAuthority, createIngestServer, type IngestOptions, issueCertificate, type Pem, Spool } from "@k8s-audit/ingest";
+import { KafkaBus, loadConfig, runStages, type Topics } from "@k8s-audit/core";
+import { createCertificateAuthority, type IngestOverrides, IngestStage, issueCertificate, type Pem } from "@k8s-audit/ingest";
 import { Agent, request } from "undici";
 import { quietLogger, uniqueTopics } from "./kafka.js";
 
@@ -42,28 +42,31 @@ export function makeTestPki() {
 
 export type TestPki = ReturnType<typeof makeTestPki>;
 
-/** An ingest server on its own Kafka producer and topics; `spoolDir` gives it a spool (drained every 250 ms when down). */
-export async function startTestIngest(brokers: string, options: Partial<IngestOptions> & { spoolDir?: string } = {}) {
-  const topics: Topics = uniqueTopics("e2e-ingest");
+/**
+ * An ingest stage on its own Kafka producer and topics, started through the same runner as the CLI's (runStages);
+ * `spoolDir` gives it a spool (retried every 250 ms when Kafka is down), `dedup` its memory of recent events.
+ */
+export async function startTestIngest(
+  brokers: string,
+  options: IngestOverrides & { spoolDir?: string; topics?: Topics; dedup?: boolean } = {},
+) {
+  const { spoolDir, topics: given, dedup, ...overrides } = options;
+  const topics: Topics = given ?? uniqueTopics("e2e-ingest");
   const bus = new KafkaBus({ brokers: brokers.split(","), clientId: "e2e-ingest", logger: quietLogger });
   await bus.ensureTopics(Object.values(topics));
-  const spool = options.spoolDir ? new Spool(options.spoolDir, 64 * 1024 * 1024, bus, quietLogger) : undefined;
-  spool?.start(250);
-  const app = createIngestServer({ bus, topics, logger: quietLogger, defaultCluster: "default", ...options, spool });
-  await app.listen({ host: "127.0.0.1", port: 0 });
-  const port = (app.server.address() as { port: number }).port;
-  return {
-    topics,
-    bus,
-    app,
-    url: `${options.tls ? "https" : "http"}://127.0.0.1:${port}/audit`,
-    spool,
-    stop: async () => {
-      await app.close();
-      await spool?.stop();
-      await bus.close();
-    },
-  };
+  const config = loadConfig({
+    K8S_AUDIT_LISTEN: "127.0.0.1:0",
+    K8S_AUDIT_CLUSTER: "default",
+    K8S_AUDIT_SPOOL_DIR: spoolDir,
+    // No spool unless asked for: the tests of 503 + Retry-After need the ingest to refuse when Kafka is down.
+    K8S_AUDIT_SPOOL_MAX_BYTES: spoolDir ? String(64 * 1024 * 1024) : "0",
+    // Dedup (and its warm-up from the topic's tail) only when a test is about it.
+    K8S_AUDIT_DEDUP_WINDOW_SECONDS: dedup ? undefined : "0",
+  });
+  const stage = new IngestStage({ ...overrides, spoolRetryMs: 250 });
+  const running = await runStages([stage], { bus, topics, config, logger: quietLogger });
+  const app = stage.server as NonNullable<IngestStage["server"]>;
+  return { topics, bus, app, url: stage.url as string, spool: stage.spool, stop: () => running.stop() };
 }
 
 export function tlsAgent(pki: TestPki, client?: Pem): Agent {

@@ -1,6 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { type Alert, type AuditEvent, type Config, createBus, type Logger } from "@k8s-audit/core";
-import { Detector } from "@k8s-audit/detector";
+import { Detector, detectionDirs } from "@k8s-audit/detector";
 import { KafkaSink, type ReplayFilters, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
 import { loadDetection } from "@k8s-audit/rules";
 import {
@@ -17,7 +17,6 @@ import { SingleBar } from "cli-progress";
 import { formatDuration } from "date-fns";
 import { secondsInDay, secondsInHour, secondsInMinute } from "date-fns/constants";
 import { formatAlertLine } from "./alert-output.js";
-import { detectionDirs } from "./pipeline.js";
 
 export interface ReplayFlags extends ReplayFilters {
   toKafka?: boolean | string;

@@ -10,5 +10,15 @@ export { ecsEntities } from "./ecs.js";
 export * from "./errors.js";
 export * from "./logger.js";
 export { REDACTED, REDACTED_ANNOTATION, redactArgv, redactEvent, redactRequestURI, redactText, redactValue } from "./redact.js";
+export {
+  createOpsEndpoints,
+  type OpsEndpoints,
+  type OpsResponse,
+  type RunnerOptions,
+  type RunningStages,
+  runStages,
+  type Stage,
+  type StageContext,
+} from "./stage.js";
 export { syntheticAuditEvent } from "./synthetic.js";
 export { createBus } from "./wiring.js";

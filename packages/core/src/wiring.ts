@@ -14,5 +14,5 @@ export function createBus(config: Config, logger: Logger): Bus {
       logger,
     });
   }
-  return new MemoryBus();
+  return new MemoryBus({ logger, deadLetterTopic: config.K8S_AUDIT_TOPIC_DEADLETTER });
 }

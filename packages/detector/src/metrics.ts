@@ -12,9 +12,21 @@ const WINDOW_COUNTERS: Record<keyof WindowStats, string> = {
 
 const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-/** The detector's Prometheus metrics, on their own registry (several pipelines in one process must not collide). */
-export function createDetectorMetrics() {
-  const registry = new Registry();
+/** The metrics already registered on a registry: the detector and window stages of one process share them. */
+const onRegistry = new WeakMap<Registry, DetectorMetrics>();
+
+/** The detector's metrics on the process's registry, created by whichever detector stage starts first. */
+export function detectorMetricsOn(registry: Registry): DetectorMetrics {
+  let metrics = onRegistry.get(registry);
+  if (!metrics) {
+    metrics = createDetectorMetrics(registry);
+    onRegistry.set(registry, metrics);
+  }
+  return metrics;
+}
+
+/** The detector's Prometheus metrics, on a registry of their own unless given one (several pipelines in one process must not collide). */
+export function createDetectorMetrics(registry: Registry = new Registry()) {
   const prefix = "k8s_audit_detector_";
   const sources: (() => WindowGauges)[] = [];
   const total = (): WindowGauges => sumGauges(sources.map((source) => source()));

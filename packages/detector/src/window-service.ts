@@ -135,7 +135,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   const commitDone = async () => {
     const offsets = [...partitions].flatMap(([partition, state]) => {
       const open = [state.engine.oldestOpenOffset(), state.storms.oldestOffset()].filter((o): o is bigint => o !== undefined);
-      const next = open.length ? open.reduce((a, b) => Math.min(a, b)) : state.nextOffset;
+      const next = open.length ? open.reduce((a, b) => (a < b ? a : b)) : state.nextOffset;
       return next === undefined ? [] : [{ partition, offset: next.toString() }];
     });
     await subscription?.commit?.(offsets).catch((err) => logger.warn({ err }, "window stage offsets not committed"));

@@ -14,6 +14,7 @@ import type { RecentEvents } from "./dedup.js";
 import type { DepthCut } from "./json-guard.js";
 import type { IngestMetrics } from "./metrics.js";
 import { redactValue } from "./redact.js";
+import { DEFAULT_INGEST_SETTINGS } from "./settings.js";
 import type { Spool, SpoolEntry } from "./spool.js";
 import { deadLetterValue, TRUNCATED_ANNOTATION, TRUNCATED_FIELDS_ANNOTATION, truncateEvent } from "./truncate.js";
 
@@ -105,7 +106,7 @@ export class Ingestor {
   private readonly maxEventBytes: number;
 
   constructor(private readonly options: IngestorOptions) {
-    this.maxEventBytes = options.maxEventBytes ?? 900 * 1024;
+    this.maxEventBytes = options.maxEventBytes ?? DEFAULT_INGEST_SETTINGS.maxEventBytes;
   }
 
   /** `depthCuts`: where the JSON guard replaced values nested too deep (json-guard.ts); those events are marked truncated. */

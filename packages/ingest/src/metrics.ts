@@ -1,8 +1,10 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 
-/** The ingest's Prometheus metrics, on its own registry so several servers in one process (tests) do not collide. */
-export function createIngestMetrics() {
-  const registry = new Registry();
+/**
+ * The ingest's Prometheus metrics, registered on the process's registry (the runner's), or on a registry of their own
+ * so several servers in one process (tests) do not collide.
+ */
+export function createIngestMetrics(registry: Registry = new Registry()) {
   const prefix = "k8s_audit_ingest_";
   return {
     registry,

@@ -1,75 +1,41 @@
 import type { Socket } from "node:net";
 import { Transform } from "node:stream";
 import type { TLSSocket } from "node:tls";
-import { type Bus, httpStatusOf, type Logger, type Topics } from "@k8s-audit/core";
+import { type Bus, createOpsEndpoints, httpStatusOf, type Logger, type OpsEndpoints, type Topics } from "@k8s-audit/core";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from "fastify";
 import type { RecentEvents } from "./dedup.js";
 import { Ingestor } from "./ingestor.js";
 import { type DepthCut, parseJsonGuarded } from "./json-guard.js";
 import { createIngestMetrics, type IngestMetrics } from "./metrics.js";
+import { type IngestSettings, withDefaultSettings } from "./settings.js";
 import type { Spool } from "./spool.js";
 import { type Credential, certificateClusters, decideCluster, tokenClusters } from "./tenancy.js";
 import { readTlsFiles, type TlsFiles, watchFiles } from "./tls.js";
 import { TokenSet } from "./tokens.js";
 
-export interface IngestOptions {
+/**
+ * The server's collaborators and test hooks; its settings (limits, timeouts, authentication files) are IngestSettings,
+ * defaulted from the configuration schema (settings.ts).
+ */
+export interface IngestOptions extends Partial<IngestSettings> {
   bus: Bus;
   topics: Topics;
   logger: Logger;
-  /**
-   * The cluster of a request that names none, when its credential is bound to any cluster (or there is no
-   * authentication); the only cluster a bare token line or a certificate without a cluster may write.
-   */
-  defaultCluster: string;
-  /** Largest request body (default 64 MiB; the apiserver sends up to 400 events, each possibly large). */
-  bodyLimitBytes?: number;
-  /** Request bytes processed at once; beyond it, 429 + Retry-After (default 256 MiB). */
-  maxInflightBytes?: number;
-  /** Events larger than this lose bulk until they fit, keeping what rules read (truncate.ts; default 900 KiB, under Kafka's 1 MB). */
-  maxEventBytes?: number;
-  /** Nesting kept inside one event; deeper values become a marker and the event is marked truncated (default 128). */
-  maxEventDepth?: number;
-  /** Events stamped further ahead of the ingest's clock are kept and marked (default 5 minutes). */
-  maxFutureSkewMs?: number;
-  /**
-   * Serve HTTPS from these files (reloaded on change); with clientCa, clients must present a certificate it signed. With
-   * clientCa and no tokens the certificate is checked in the TLS handshake: a client without one never gets to HTTP.
-   */
-  tls?: TlsFiles & { allowedSubjects?: string[] };
-  /** Bearer tokens, one per line (`<token> <cluster>[,<cluster>…]`, see tokens.ts); reloaded on change. */
-  tokensFile?: string;
   /** Bearer tokens given directly (tests, embedding). */
   tokens?: TokenSet;
-  /** Token(s) that /metrics and the details of /readyz require; both are open when neither is set. */
-  metricsTokensFile?: string;
   metricsTokens?: TokenSet;
   spool?: Spool;
   dedup?: RecentEvents;
-  /** Redaction of secret values; on unless explicitly disabled. */
-  redact?: boolean;
   retryAfterSeconds?: number;
   /** Longest wait for Kafka before the request falls back to the spool or 503 (default 10 s, well under the client's 30 s). */
   publishTimeoutMs?: number;
   /** How often TLS and token files are checked for changes. */
   reloadIntervalMs?: number;
-  /** Whole request, body included (default 60 s). */
-  requestTimeoutMs?: number;
-  /** Request headers, and the TLS handshake before them (default 10 s). */
-  headersTimeoutMs?: number;
-  /** Idle keep-alive connections are closed after this (default 65 s: the apiserver reuses its connections). */
-  keepAliveTimeoutMs?: number;
-  /** A socket without any traffic for this long is closed (default 120 s). */
-  idleTimeoutMs?: number;
-  /** Open connections in all (default 2048) and from one client address (default 256); more are closed at accept. */
-  maxConnections?: number;
-  maxConnectionsPerClient?: number;
-  /** A body arriving slower than this, averaged over 10 s, is cut (default 1024; 0 disables). */
-  minBodyBytesPerSecond?: number;
   /** The window the body-rate floor is averaged over (default 10 s). */
   bodyRateWindowMs?: number;
   metrics?: IngestMetrics;
-  /** Other stages' registries in the same process (the embedded `start`), served on the same /metrics. */
-  moreMetrics?: { metrics(): Promise<string> }[];
+  /** The runner's /metrics, /healthz and /readyz (the whole process's); the server's own when absent. */
+  ops?: OpsEndpoints;
 }
 
 /** Reserved for a request without Content-Length (chunked) until its real size is known. */
@@ -84,7 +50,8 @@ const HANDSHAKE_LOG_INTERVAL_MS = 10_000;
  * the connection, so an unread body is never drained); then backpressure (429 past the in-flight bytes bound); then the
  * body is read, parsed with a depth guard (json-guard.ts), and the Ingestor validates, redacts, dedups and stores it.
  */
-export function createIngestServer(options: IngestOptions): FastifyInstance & { metrics: IngestMetrics } {
+export function createIngestServer(given: IngestOptions): FastifyInstance & { metrics: IngestMetrics } {
+  const options = withDefaultSettings(given);
   const { logger } = options;
   const metrics = options.metrics ?? createIngestMetrics();
   const retryAfter = String(options.retryAfterSeconds ?? 5);
@@ -95,9 +62,9 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
   // to show its token, so the certificate is checked in onRequest instead.
   const verifyInHandshake = mtls && !tokens;
   const allowedSubjects = options.tls?.allowedSubjects?.length ? new Set(options.tls.allowedSubjects) : undefined;
-  const bodyLimit = options.bodyLimitBytes ?? 64 * 1024 * 1024;
-  const maxEventDepth = options.maxEventDepth ?? 128;
-  const headersTimeout = options.headersTimeoutMs ?? 10_000;
+  const bodyLimit = options.bodyLimitBytes;
+  const maxEventDepth = options.maxEventDepth;
+  const headersTimeout = options.headersTimeoutMs;
   const serverTimeouts = {
     headersTimeout,
     // Node checks the headers and request timeouts on this interval; its 30 s default would let them overrun.
@@ -110,9 +77,9 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     // Per-request log lines would be one per apiserver batch: metrics count those; logs keep the exceptions.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
-    requestTimeout: options.requestTimeoutMs ?? 60_000,
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
-    connectionTimeout: options.idleTimeoutMs ?? 120_000,
+    requestTimeout: options.requestTimeoutMs,
+    keepAliveTimeout: options.keepAliveTimeoutMs,
+    connectionTimeout: options.idleTimeoutMs,
     // The apiserver keeps connections alive between batches; close idle ones promptly on shutdown.
     forceCloseConnections: "idle",
     ...(options.tls
@@ -129,7 +96,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
       : { http: serverTimeouts }),
   }) as unknown as FastifyInstance;
 
-  limitConnections(app, options.maxConnections ?? 2048, options.maxConnectionsPerClient ?? 256, metrics);
+  limitConnections(app, options.maxConnections, options.maxConnectionsPerClient, metrics);
   let lastHandshakeLog = 0;
   app.server.on("tlsClientError", (err: Error) => {
     metrics.tlsHandshakeFailures.inc();
@@ -201,7 +168,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
 
   // Backpressure on bytes in flight, decided before the body is read (and after authentication).
   let inflight = 0;
-  const maxInflight = options.maxInflightBytes ?? 256 * 1024 * 1024;
+  const maxInflight = options.maxInflightBytes;
   const reserved = new WeakMap<FastifyRequest, number>();
   const release = (req: FastifyRequest) => {
     const n = reserved.get(req);
@@ -212,7 +179,7 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     }
   };
 
-  const bodyRate = watchBodyRate(options.minBodyBytesPerSecond ?? 1024, options.bodyRateWindowMs ?? 10_000, metrics, logger);
+  const bodyRate = watchBodyRate(options.minBodyBytesPerSecond, options.bodyRateWindowMs ?? 10_000, metrics, logger);
   app.addHook("preParsing", async (req, _reply, payload) => bodyRate.count(req, payload));
 
   /** Refuses before the body: the connection closes, so an unread body is not drained. */
@@ -273,24 +240,24 @@ export function createIngestServer(options: IngestOptions): FastifyInstance & { 
     bodyRate.stop();
   });
 
-  /** With a metrics token configured, true only when the request carries it. */
-  const mayReadMetrics = (req: FastifyRequest) => !metricsTokens || metricsTokens.verifyAuthorization(req.headers.authorization);
-
-  app.get("/healthz", async () => ({ status: "ok" }));
-  app.get("/readyz", async (req, reply) => {
-    const ready = await options.bus.ping();
-    const details = mayReadMetrics(req) ? { spooledBytes: options.spool?.size ?? 0 } : {};
-    return reply.code(ready ? 200 : 503).send({ status: ready ? "ready" : "kafka unreachable", ...details });
-  });
-  app.get("/metrics", async (req, reply) => {
-    if (!mayReadMetrics(req))
-      return reply
-        .code(401)
-        .header("WWW-Authenticate", 'Bearer realm="k8s-audit-metrics"')
-        .send({ error: "missing or invalid metrics token" });
-    const texts = await Promise.all([metrics.registry, ...(options.moreMetrics ?? [])].map((r) => r.metrics()));
-    return reply.header("content-type", metrics.registry.contentType).send(texts.join("\n"));
-  });
+  // The operational endpoints are the runner's (one implementation for every stage); a server started alone (tests,
+  // benches) gets its own, reporting only itself.
+  const ops =
+    options.ops ??
+    createOpsEndpoints(
+      [{ name: "ingest", ready: () => options.bus.ping(), readyDetails: () => ({ spooledBytes: options.spool?.size ?? 0 }) }],
+      metrics.registry,
+      {
+        authorizeMetrics: (authorization) => !metricsTokens || metricsTokens.verifyAuthorization(authorization),
+      },
+    );
+  for (const path of ["/healthz", "/readyz", "/metrics"]) {
+    app.get(path, async (req, reply) => {
+      const answer = await ops.respond(path, req.headers.authorization);
+      if (!answer) return reply.code(404).send();
+      return reply.code(answer.status).headers(answer.headers).send(answer.body);
+    });
+  }
 
   /** The client certificate's credential when mTLS admits it, or the reason it does not. */
   const certificateCredential = (req: FastifyRequest): Credential | { reason: string; metric: string } => {

@@ -265,6 +265,7 @@ describe("ingest front door: authentication before the body, tenancy, parsing", 
     expect((await app.inject({ url: "/readyz" })).json()).toEqual({ status: "ready" });
     expect((await app.inject({ url: "/readyz", headers: { authorization: "Bearer scrape" } })).json()).toEqual({
       status: "ready",
+      stages: { ingest: true },
       spooledBytes: 0,
     });
     expect((await app.inject({ url: "/healthz" })).statusCode).toBe(200);

@@ -10,4 +10,5 @@ export {
 } from "./raw-events.js";
 export { type ShipperServiceOptions, startShipperService } from "./service.js";
 export { detectLifecycle, KIBANA_OBJECTS_FILE, type LifecycleMode, PROMOTION_RULE_FILE, setupElasticsearch, setupKibana } from "./setup.js";
+export { ShipperStage } from "./stage.js";
 export { ALERT_MAPPINGS, ALERTS_DATASET, alertsDataStream, ensureAlertTemplate, putDataStreamTemplate } from "./templates.js";

@@ -1,0 +1,90 @@
+import type { Bus, Config, Stage, StageContext, Subscription } from "@k8s-audit/core";
+import { consumerGroupsOf } from "@k8s-audit/core";
+import { type DetectionPack, loadDetection } from "@k8s-audit/rules";
+import { Detector } from "./engine.js";
+import { detectorMetricsOn } from "./metrics.js";
+import { startDetectorService } from "./service.js";
+import { startWindowService } from "./window-service.js";
+
+/** The site's rule and Sigma folders from the configuration (the shipped pack is always loaded). */
+export function detectionDirs(config: Config): { rulesDirs: string[]; sigmaDirs: string[] } {
+  return {
+    rulesDirs: config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [],
+    sigmaDirs: config.K8S_AUDIT_SIGMA_DIR ? [config.K8S_AUDIT_SIGMA_DIR] : [],
+  };
+}
+
+/** A stage that is one consumer on the bus: ready while the bus answers, stopped by stopping its subscription. */
+abstract class ConsumerStage implements Stage {
+  abstract readonly name: string;
+  protected subscription?: Subscription;
+  private bus?: Bus;
+
+  async start(context: StageContext): Promise<void> {
+    this.bus = context.bus;
+    this.subscription = await this.subscribe(context, loadDetection(detectionDirs(context.config)));
+  }
+
+  protected abstract subscribe(context: StageContext, pack: DetectionPack): Promise<Subscription>;
+
+  async ready(): Promise<boolean> {
+    return this.subscription !== undefined && (await this.bus?.ping()) === true;
+  }
+
+  async stop(): Promise<void> {
+    await this.subscription?.stop();
+  }
+}
+
+/**
+ * The per-event detector: events topic → rules → alerts topic. On Kafka the timed rules' counts go to the windows
+ * topic, repartitioned by key (WindowStage judges them, so any number of detector processes give the same answer); on
+ * the in-memory bus one process sees everything and counts them itself, storms folded here.
+ */
+export class DetectorStage extends ConsumerStage {
+  readonly name = "detector";
+
+  protected async subscribe(context: StageContext, pack: DetectionPack): Promise<Subscription> {
+    const { bus, topics, config, logger } = context;
+    const scaleOut = bus.kind === "kafka";
+    const maxFutureSkewMs = config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000;
+    const detector = new Detector(
+      pack.rules,
+      scaleOut ? { stormWindowMs: 0, maxFutureSkewMs } : { windowRules: pack.windowRules, maxFutureSkewMs },
+    );
+    const subscription = await startDetectorService({
+      bus,
+      topics,
+      detector,
+      logger,
+      groupId: consumerGroupsOf(config).detector,
+      metrics: detectorMetricsOn(context.metrics),
+      ...(context.onAlerts ? { onAlerts: context.onAlerts } : {}),
+      ...(scaleOut ? { repartition: { windowRules: pack.windowRules, maxFutureSkewMs } } : {}),
+    });
+    logger.info({ rules: detector.rules.length, timedRules: pack.windowRules.length, scaleOut }, "detector running");
+    return subscription;
+  }
+}
+
+/** The window stage (Kafka only): windows topic → timed-rule alerts and folded storms, per partition of rule and key. */
+export class WindowStage extends ConsumerStage {
+  readonly name = "windows";
+
+  protected async subscribe(context: StageContext, pack: DetectionPack): Promise<Subscription> {
+    const { bus, topics, config, logger } = context;
+    if (bus.kind !== "kafka") throw new Error("the window stage needs KAFKA_BROKERS (it reads the windows topic)");
+    const subscription = await startWindowService({
+      bus,
+      topics,
+      windowRules: pack.windowRules,
+      engine: { maxFutureSkewMs: config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000 },
+      logger,
+      groupId: consumerGroupsOf(config).windows,
+      metrics: detectorMetricsOn(context.metrics),
+      ...(context.onAlerts ? { onAlerts: context.onAlerts } : {}),
+    });
+    logger.info({ timedRules: pack.windowRules.length }, "window stage running");
+    return subscription;
+  }
+}
