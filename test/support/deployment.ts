@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { type Alert, type AuditEvent, KafkaBus, type Subscription, type Topics } from "@k8s-audit/core";
 import { Detector, startDetectorService, startWindowService } from "@k8s-audit/detector";
 import { type DetectionPack, loadDetection } from "@k8s-audit/rules";
+import { quietLogger, uniqueTopics } from "@k8s-audit/testkit";
 import { startTestIngest } from "./ingest.js";
-import { quietLogger, uniqueTopics } from "./kafka.js";
 
 /**
  * The detection stages deployed as in production on the real Kafka: `instances` detector + window-stage pairs on fresh

@@ -3,8 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { KafkaBus, loadConfig, runStages, type Topics } from "@k8s-audit/core";
 import { createCertificateAuthority, type IngestOverrides, IngestStage, issueCertificate, type Pem } from "@k8s-audit/ingest";
+import { quietLogger, uniqueTopics } from "@k8s-audit/testkit";
 import { Agent, request } from "undici";
-import { quietLogger, uniqueTopics } from "./kafka.js";
 
 const DAY = 86_400_000;
 

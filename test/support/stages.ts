@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { CLI } from "./cli.js";
+import { CLI } from "@k8s-audit/testkit";
 
 /**
  * Pipeline stages as real, separate processes started through the CLI (`k8s-audit ingest|detect|ship`), each with its
