@@ -10,7 +10,7 @@ import { CLI, type CliProcess, eventList, findMarkers, type PlantedCase, planted
 import { afterAll, describe, expect, inject, it } from "vitest";
 
 /**
- * Issue #12's acceptance: the planted-secret corpus (test/support/planted-secrets.ts) through everything that writes
+ * Issue #12's acceptance: the planted-secret corpus (packages/testkit/src/planted-secrets.ts) through everything that writes
  * data — the ingest with raw-event shipping into a detector and a shipper (`k8s-audit start` on the real Kafka and
  * Elasticsearch), and `k8s-audit replay` into a case (`--case --include-events`), an alerts file, stdout and a Kafka
  * topic — then every Kafka topic used, every Elasticsearch index touched, every process's stdout and stderr and every
