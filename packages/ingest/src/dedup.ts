@@ -1,6 +1,14 @@
-import type { AuditEvent, Bus, Logger } from "@k8s-audit/core";
-import { ingestDedupKey } from "./ingestor.js";
+import { type AuditEvent, type Bus, dedupKey, type Logger } from "@k8s-audit/core";
 import type { Spool } from "./spool.js";
+
+/**
+ * What makes a stored event a duplicate: the cluster and core's dedupKey (auditID + requestReceivedTimestamp + stage +
+ * stageTimestamp). auditID alone is client-settable (the Audit-ID header) and can repeat across different requests;
+ * the request's receive time tells those apart, and a re-send of the same batch repeats them all.
+ */
+export function ingestDedupKey(cluster: string, event: AuditEvent): string {
+  return `${cluster}|${dedupKey(event)}`;
+}
 
 /**
  * Remembers recently stored events (ingestDedupKey: cluster, auditID, requestReceivedTimestamp, stage, stageTimestamp)

@@ -1,6 +1,6 @@
 export { createCertificateAuthority, issueCertificate, type Pem, writeKitCertificates } from "./certs.js";
-export { RecentEvents, warmRecentEvents } from "./dedup.js";
-export { FUTURE_STAMP_ANNOTATION, Ingestor, type IngestResult, ingestDedupKey } from "./ingestor.js";
+export { ingestDedupKey, RecentEvents, warmRecentEvents } from "./dedup.js";
+export { FUTURE_STAMP_ANNOTATION, Ingestor, type IngestResult } from "./ingestor.js";
 export { type DepthCut, type DepthMarker, depthMarker, parseJsonGuarded } from "./json-guard.js";
 export { createIngestMetrics, type IngestMetrics } from "./metrics.js";
 export { REDACTED, REDACTED_ANNOTATION, redactEvent, redactRequestURI } from "./redact.js";

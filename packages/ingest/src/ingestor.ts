@@ -4,13 +4,12 @@ import {
   type Bus,
   type BusMessage,
   DEFAULT_MAX_FUTURE_SKEW_MS,
-  dedupKey,
   describeIssues,
   itemsOf,
   type Logger,
   type Topics,
 } from "@k8s-audit/core";
-import type { RecentEvents } from "./dedup.js";
+import { ingestDedupKey, type RecentEvents } from "./dedup.js";
 import type { DepthCut } from "./json-guard.js";
 import type { IngestMetrics } from "./metrics.js";
 import { redactValue } from "./redact.js";
@@ -19,15 +18,6 @@ import type { Spool, SpoolEntry } from "./spool.js";
 import { deadLetterValue, TRUNCATED_ANNOTATION, TRUNCATED_FIELDS_ANNOTATION, truncateEvent } from "./truncate.js";
 
 const MAX_REPORTED_ERRORS = 20;
-
-/**
- * What makes a stored event a duplicate: the cluster and core's dedupKey (auditID + requestReceivedTimestamp + stage +
- * stageTimestamp). auditID alone is client-settable (the Audit-ID header) and can repeat across different requests;
- * the request's receive time tells those apart, and a re-send of the same batch repeats them all.
- */
-export function ingestDedupKey(cluster: string, event: AuditEvent): string {
-  return `${cluster}|${dedupKey(event)}`;
-}
 
 /** Set on an event stamped further ahead of the ingest's clock than the allowed skew: how many seconds ahead. */
 export const FUTURE_STAMP_ANNOTATION = "k8s-audit.io/future-timestamp-seconds";
