@@ -15,6 +15,9 @@ export interface DetectorOptions {
   maxFutureSkewMs?: number;
 }
 
+/** A rule that cannot apply to a failed request. */
+const SKIP = Symbol("skip");
+
 /** Never handed to callers: only compared by length and spread. */
 const NONE: readonly Alert[] = [];
 
@@ -29,6 +32,8 @@ const ATTEMPT_MIN_SCORE = SEVERITY_SCORES.medium;
 export class Detector {
   /** Per stage: rules by the objectRef.resource they require, and the rules that take any resource. */
   private readonly byStage = new Map<string, { byResource: Map<string, CompiledRule[]>; anyResource: CompiledRule[] }>();
+  /** The refusal reason of the event being judged (null: not worked out yet), shared by its rules. */
+  private refused: string | undefined | null = null;
   /** Insertion-ordered, so the oldest entry is evicted first in O(1). */
   private readonly recent = new Set<string>();
 
@@ -78,32 +83,41 @@ export class Detector {
     const resource = event.objectRef?.resource;
     const specific = resource === undefined ? undefined : index.byResource.get(resource);
     const ok = !failed(event);
-    let refused: string | undefined | null = null;
+    this.refused = null;
     let key: string | undefined;
     const alerts: Alert[] = [];
     for (const rule of specific ?? index.anyResource) {
-      const outcome = rule.definition.outcome;
-      if (outcome === "failure" && ok) continue;
-      let attempt: string | undefined;
-      if (outcome === "success" && !ok) {
-        if (SEVERITY_SCORES[rule.definition.severity] < ATTEMPT_MIN_SCORE) continue;
-        if (refused === null) refused = refusal(event);
-        if (refused === undefined) continue;
-        attempt = refused;
-      }
-      if (!rule.matches(event)) continue;
+      const attempt = this.attemptOf(rule, event, ok);
+      if (attempt === SKIP || !rule.matches(event)) continue;
       key ??= requestKey(event);
       if (!this.firstTime(`${rule.definition.id}\u0000${key}`)) continue;
-      const alert = buildAlert(rule, event, now, attempt);
-      if (!this.storms) {
-        alerts.push(alert);
-        continue;
-      }
-      const { emit, closed } = this.storms.offer(alert, Date.parse(eventTime(event)));
-      if (emit) alerts.push(emit);
-      alerts.push(...closed);
+      this.emit(buildAlert(rule, event, now, attempt), event, alerts);
     }
     return windowed.length ? [...alerts, ...windowed] : alerts;
+  }
+
+  /**
+   * SKIP when the rule's outcome does not fit the request's; for a refused request a rule on success only judges, the
+   * refusal reason (an attempt alert, rules of medium and above); undefined otherwise.
+   */
+  private attemptOf(rule: CompiledRule, event: AuditEvent, ok: boolean): string | undefined | typeof SKIP {
+    const outcome = rule.definition.outcome;
+    if (ok) return outcome === "failure" ? SKIP : undefined;
+    if (outcome !== "success") return undefined;
+    if (SEVERITY_SCORES[rule.definition.severity] < ATTEMPT_MIN_SCORE) return SKIP;
+    if (this.refused === null) this.refused = refusal(event);
+    return this.refused ?? SKIP;
+  }
+
+  /** Adds the alert, or what the storm fold lets out for it (its head at once, closed summaries). */
+  private emit(alert: Alert, event: AuditEvent, alerts: Alert[]): void {
+    if (!this.storms) {
+      alerts.push(alert);
+      return;
+    }
+    const { emit, closed } = this.storms.offer(alert, Date.parse(eventTime(event)));
+    if (emit) alerts.push(emit);
+    alerts.push(...closed);
   }
 
   /** Storm summaries whose windows the stream's event time has passed; call after each batch. */

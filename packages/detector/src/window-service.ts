@@ -1,4 +1,4 @@
-import type { Alert, Bus, BusMessage, Logger, Subscription, Topics } from "@k8s-audit/core";
+import type { Alert, Bus, BusMessage, ConsumedMessage, Logger, Subscription, Topics } from "@k8s-audit/core";
 import type { CompiledWindowRule } from "@k8s-audit/rules";
 import {
   decodeWindowsRecord,
@@ -97,6 +97,48 @@ class PartitionWindows {
 }
 
 /**
+ * Takes a batch of windows-topic records into the partition's state: ticks move its sources' progress, partial counts
+ * merge into windows, per-event alerts fold into storms. A foreign or damaged record must neither stop the stage (a
+ * throw here would be redelivered forever) nor corrupt a window: it is checked whole first, then dead-lettered with
+ * the reason and skipped.
+ */
+function applyRecords(
+  state: PartitionWindows,
+  messages: readonly ConsumedMessage[],
+  now: number,
+  logger: Logger,
+): { alerts: Alert[]; deadLetters: BusMessage[] } {
+  const alerts: Alert[] = [];
+  const deadLetters: BusMessage[] = [];
+  for (const message of messages) {
+    const decoded = decodeWindowsRecord(message.value);
+    if ("unusable" in decoded) {
+      logger.warn(
+        { partition: message.partition, offset: message.offset, reason: decoded.unusable },
+        "windows topic: unusable record; dead-lettered",
+      );
+      deadLetters.push({
+        key: message.key,
+        value: message.value,
+        headers: { "x-k8s-audit-reason": `window stage: ${decoded.unusable}`, "x-k8s-audit-stage": "windows" },
+      });
+      continue;
+    }
+    const record = decoded.record;
+    const offset = BigInt(message.offset);
+    if ("tick" in record) state.tick(record.tick, now, state.fromBeginning === true);
+    else if ("partials" in record) for (const p of record.partials) state.engine.merge(p, offset);
+    else
+      for (const a of record.alerts) {
+        const { emit, closed } = state.storms.offer(a, Date.parse(a["@timestamp"]), offset);
+        if (emit) alerts.push(emit);
+        alerts.push(...closed);
+      }
+  }
+  return { alerts, deadLetters };
+}
+
+/**
  * The window stage of a scale-out deployment: reads the detectors' partial counts and per-event alerts from the
  * internal windows topic (partitioned by rule and key, so each key's state lives in exactly one partition), adds the
  * counts up per partition and publishes the alerts of windows the watermark has closed, and publishes the per-event
@@ -159,38 +201,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
       const state = stateFor(first.partition);
       state.fromBeginning ??= first.offset === "0";
       const now = Date.now();
-      const alerts: Alert[] = [];
-      // A foreign or damaged record must neither stop the stage (a throw here would be redelivered forever) nor
-      // corrupt a window: it is checked whole first, then dead-lettered with the reason and skipped.
-      const deadLetters: BusMessage[] = [];
-      for (const message of messages) {
-        const decoded = decodeWindowsRecord(message.value);
-        if ("unusable" in decoded) {
-          logger.warn(
-            { partition: message.partition, offset: message.offset, reason: decoded.unusable },
-            "windows topic: unusable record; dead-lettered",
-          );
-          deadLetters.push({
-            key: message.key,
-            value: message.value,
-            headers: { "x-k8s-audit-reason": `window stage: ${decoded.unusable}`, "x-k8s-audit-stage": "windows" },
-          });
-          continue;
-        }
-        const record = decoded.record;
-        if ("tick" in record) state.tick(record.tick, now, state.fromBeginning);
-        else if ("partials" in record) {
-          const offset = BigInt(message.offset);
-          for (const p of record.partials) state.engine.merge(p, offset);
-        } else {
-          const offset = BigInt(message.offset);
-          for (const a of record.alerts) {
-            const { emit, closed } = state.storms.offer(a, Date.parse(a["@timestamp"]), offset);
-            if (emit) alerts.push(emit);
-            alerts.push(...closed);
-          }
-        }
-      }
+      const { alerts, deadLetters } = applyRecords(state, messages, now, logger);
       state.nextOffset = BigInt((messages[messages.length - 1] as (typeof messages)[number]).offset) + 1n;
       const watermark = state.watermark(now);
       // The state above has already taken this batch in (a storm's head is emitted once, when it opens): if the

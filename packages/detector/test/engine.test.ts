@@ -59,3 +59,25 @@ describe("Detector noise control", () => {
     expect(again.flush().find((s) => s.user?.name === "mallory")?.event.id).toBe(mallory?.event.id);
   });
 });
+
+describe("Detector outcome filter", () => {
+  it("judges a rule on failures only against requests that failed, and one on success only against refused ones as an attempt", async () => {
+    const { mkdtempSync, writeFileSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { SHIPPED_RULES_DIR } = await import("@k8s-audit/rules");
+    const dir = mkdtempSync(join(tmpdir(), "outcome-rules-"));
+    const rule = (id: string, outcome: string, severity: string) =>
+      `id: ${id}\nname: ${id}\ndescription: any secret list\nseverity: ${severity}\nthreat: { tactics: [TA0006] }\noutcome: ${outcome}\ncondition: { field: objectRef.resource, equals: secrets }\ntests: { fire: [{ objectRef: { resource: secrets } }], quiet: [{ objectRef: { resource: pods } }] }\n`;
+    writeFileSync(join(dir, "on-failure.yaml"), rule("site.on_failure", "failure", "low"));
+    writeFileSync(join(dir, "on-success.yaml"), rule("site.on_success", "success", "high"));
+    const detector = new Detector(loadRules([SHIPPED_RULES_DIR, dir]), { stormWindowMs: 0 });
+    const fired = (code: number, id: string) =>
+      detector
+        .evaluate({ ...secretList(id, 0, "carol"), responseStatus: { code } })
+        .map((a) => a.rule.id)
+        .filter((r) => r.startsWith("site."));
+    expect(fired(200, "ok-1")).toEqual(["site.on_success"]);
+    expect(fired(403, "refused-1").sort()).toEqual(["site.on_failure", "site.on_success.attempt"]);
+  });
+});

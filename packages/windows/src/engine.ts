@@ -1,24 +1,12 @@
-import {
-  type Alert,
-  type AuditEvent,
-  alertId,
-  DEFAULT_MAX_FUTURE_SKEW_MS,
-  eventTime,
-  redactRequestURI,
-  trustedSourceIP,
-} from "@k8s-audit/core";
-import { alertEnvelope, type CompiledWindowRule, compileVisitor, type Predicate, type TimedRuleDefinition } from "@k8s-audit/rules";
-import {
-  type Bucket,
-  countEvent,
-  type EventFacts,
-  factsOf,
-  mergeBucket,
-  newBucket,
-  type PartialRecord,
-  topContributors,
-} from "./bucket.js";
+import { type Alert, type AuditEvent, DEFAULT_MAX_FUTURE_SKEW_MS, eventTime, trustedSourceIP } from "@k8s-audit/core";
+import type { CompiledWindowRule, Predicate, TimedRuleDefinition } from "@k8s-audit/rules";
+import { type Bucket, countEvent, type EventFacts, factsOf, mergeBucket, newBucket, type PartialRecord } from "./bucket.js";
+import { evaluateCount } from "./count.js";
+import { GRACE_PERIOD_WINDOWS, isClosed } from "./grace.js";
+import { evaluateSequence } from "./sequence.js";
+import { evaluateSilence, silenceAlert } from "./silence.js";
 import { CountMinSketch } from "./sketch.js";
+import { firstValue, keyFunction, type RuleState, windowLength } from "./state.js";
 import type { WindowGauges, WindowStats } from "./stats.js";
 
 export interface WindowEngineOptions {
@@ -33,87 +21,54 @@ export interface WindowEngineOptions {
    * judged by the per-event rules but never counted in windows nor moves the watermark.
    */
   maxFutureSkewMs?: number;
-}
-
-interface ChainLink {
-  start: number;
-  ids: string[];
-}
-
-interface RuleState {
-  rule: CompiledWindowRule;
-  windowMs: number;
-  /** Sequences and silence need counts, times and steps only. */
-  lean: boolean;
-  keyOf: (e: AuditEvent) => string;
-  distinctOf?: (e: AuditEvent) => string | undefined;
-  /** Open windows by start time, each with its buckets by key. */
-  windows: Map<number, Map<string, Bucket>>;
-  sketches: Map<number, CountMinSketch>;
-  /** Window rules with a baseline: each key's moving average. */
-  baselines: Map<string, { average: number; lastWindow: number }>;
-  /** Sequence rules: per key, the newest chain that reached each step. */
-  chains: Map<string, (ChainLink | undefined)[]>;
-  /** Silence rules: per key, the newest event in closed windows, and the newest event and wall time of any arrival. */
-  lastClosed: Map<string, { time: number; events: number }>;
-  arrivals: Map<string, { facts: EventFacts; wall: number; events: number }>;
-  reported: Map<string, number>;
-  /** Start of the oldest open window, so most events cost one comparison to know nothing closes. */
-  oldestOpen: number;
-  /** Per open window: the offset of the first partial record merged into it (scale-out), to hold commits back to. */
-  firstOffsets: Map<number, bigint>;
-  /** The window most recently counted into, and its buckets. */
-  lastStart?: number;
-  lastBuckets?: Map<string, Bucket>;
+  /** How many window lengths a window stays open after its end for late events (GRACE_PERIOD_WINDOWS). */
+  graceWindows?: number;
 }
 
 /** Shared empty result: most events close no window, and a fresh array per event is garbage to collect. */
 const NO_ALERTS: Alert[] = [];
-/** Sequences and silence are bucketed by minute; the same one-window lateness applies. */
-const SEQUENCE_BUCKET_MS = 60_000;
-
-/** The first value a path reaches, as a string (the conditions' visitor, stopping at the first value). */
-function firstValue(path: string): (e: AuditEvent) => string | undefined {
-  if (path === "sourceIP") return (e) => trustedSourceIP(e);
-  const visit = compileVisitor(path);
-  // One capturing callback for the rule, not one per event.
-  let found: unknown;
-  const capture = (v: unknown) => {
-    found = v;
-    return true;
-  };
-  return (e) => {
-    found = undefined;
-    visit(e, capture);
-    return found === undefined ? undefined : String(found);
-  };
+/** The steps of a sequence rule the event matches. */
+function stepsMatched(steps: readonly Predicate[], event: AuditEvent): number[] {
+  const matched: number[] = [];
+  for (let i = 0; i < steps.length; i++) if ((steps[i] as Predicate)(event)) matched.push(i);
+  return matched;
 }
 
-/** What a missing group-by value is counted under: an event without a user or an address still counts. */
-export const MISSING_KEY_PART = "(none)";
+/**
+ * What several rules may need from one event, worked out at most once per event and only when a rule needs it:
+ * whether it is the cluster's routine, its trusted source address, the facts a new bucket keeps.
+ */
+class EventMemo {
+  event = {} as AuditEvent;
+  time = 0;
+  private routine: boolean | undefined;
+  private ip: string | undefined | null = null;
+  private eventFacts: EventFacts | undefined;
 
-/** The group-by key: the parts joined with "|", a missing part as MISSING_KEY_PART. */
-function keyFunction(parts: ((e: AuditEvent) => string | undefined)[]): (e: AuditEvent) => string {
-  return (e) => {
-    let key = "";
-    for (let i = 0; i < parts.length; i++) {
-      const v = (parts[i] as (e: AuditEvent) => string | undefined)(e) ?? MISSING_KEY_PART;
-      key = i === 0 ? v : `${key}|${v}`;
-    }
-    return key;
-  };
-}
+  reset(event: AuditEvent, time: number): this {
+    this.event = event;
+    this.time = time;
+    this.routine = undefined;
+    this.ip = null;
+    this.eventFacts = undefined;
+    return this;
+  }
 
-function windowLength(definition: TimedRuleDefinition): number {
-  if (definition.kind === "window") return definition.window * 1000;
-  if (definition.kind === "silence") return definition.gap * 1000;
-  return SEQUENCE_BUCKET_MS;
-}
+  /** The pack shares one system_routine predicate, so its answer holds for every rule that tests it. */
+  isRoutine(isSystemRoutine: Predicate): boolean {
+    this.routine ??= isSystemRoutine(this.event);
+    return this.routine;
+  }
 
-/** Least recently updated first: re-inserting moves a key to the end. */
-function touch<V>(map: Map<string, V>, key: string, value: V): void {
-  map.delete(key);
-  map.set(key, value);
+  sourceIP(): string | undefined {
+    if (this.ip === null) this.ip = trustedSourceIP(this.event);
+    return this.ip;
+  }
+
+  facts(): EventFacts {
+    this.eventFacts ??= factsOf(this.event, this.time);
+    return this.eventFacts;
+  }
 }
 
 /**
@@ -134,6 +89,9 @@ export class WindowEngine {
   readonly stats: WindowStats = { lateEvents: 0, evictedKeys: 0, sketchedEvents: 0, promotedKeys: 0, droppedEvents: 0, futureEvents: 0 };
   private readonly clock: () => number;
   private readonly maxFutureSkewMs: number;
+  private readonly graceWindows: number;
+  /** Reused for every event: collect allocates nothing per event for what several rules share. */
+  private readonly memo = new EventMemo();
 
   constructor(
     rules: readonly CompiledWindowRule[],
@@ -141,6 +99,7 @@ export class WindowEngine {
   ) {
     this.clock = options.clock ?? Date.now;
     this.maxFutureSkewMs = options.maxFutureSkewMs ?? DEFAULT_MAX_FUTURE_SKEW_MS;
+    this.graceWindows = options.graceWindows ?? GRACE_PERIOD_WINDOWS;
     this.states = rules.map((rule) => {
       const d = rule.definition;
       const state: RuleState = {
@@ -197,54 +156,43 @@ export class WindowEngine {
   collect(event: AuditEvent, time = Date.parse(eventTime(event))): boolean {
     if (Number.isNaN(time) || !this.trusts(time)) return false;
     if (time < this.streamStart) this.streamStart = time;
-    // Computed at most once per event, and only when a rule needs them: routine or not, the trusted source
-    // address, the facts a new bucket keeps.
-    let system: boolean | undefined;
-    let facts: EventFacts | undefined;
-    let ip: string | undefined | null = null;
-    for (const state of this.states) {
-      const rule = state.rule;
-      if (rule.matches && !rule.matches(event)) continue;
-      if (rule.isSystemRoutine) {
-        system ??= rule.isSystemRoutine(event);
-        if (system) continue;
-      }
-      const start = Math.floor(time / state.windowMs) * state.windowMs;
-      // Too late: its window has already been closed and reported.
-      if (start + 2 * state.windowMs <= this.watermark) {
-        this.stats.lateEvents++;
-        continue;
-      }
-      const key = state.keyOf(event);
-      const buckets = state.lastStart === start ? (state.lastBuckets as Map<string, Bucket>) : this.windowOf(state, start);
-      let bucket = buckets.get(key);
-      if (!bucket) {
-        facts ??= factsOf(event, time);
-        bucket = this.bucketFor(state, start, key, facts, 1);
-        if (!bucket) continue;
-      }
-      let steps: number[] | undefined;
-      if (rule.steps) {
-        steps = [];
-        for (let i = 0; i < rule.steps.length; i++) if ((rule.steps[i] as Predicate)(event)) steps.push(i);
-      }
-      if (ip === null) ip = trustedSourceIP(event);
-      const distinct = state.distinctOf?.(event);
-      const hit = rule.ratio ? rule.ratio(event) : false;
-      if (countEvent(bucket, time, event.auditID, event.verb, event.objectRef?.resource, ip, distinct, hit, steps, state.lean)) {
-        facts ??= factsOf(event, time);
-        bucket.first = facts;
-      }
-      if (rule.definition.kind === "silence") {
-        const seen = state.arrivals.get(key);
-        if (seen && time <= seen.facts.time) this.arrived(state, key, seen.facts, 1);
-        else {
-          facts ??= factsOf(event, time);
-          this.arrived(state, key, facts, 1);
-        }
-      }
-    }
+    const memo = this.memo.reset(event, time);
+    for (const state of this.states) if (this.admits(state, memo)) this.countInto(state, memo);
     return true;
+  }
+
+  /** Whether the rule counts the event at all: its condition, and the cluster's routine when the rule leaves it out. */
+  private admits(state: RuleState, memo: EventMemo): boolean {
+    const rule = state.rule;
+    if (rule.matches && !rule.matches(memo.event)) return false;
+    return !(rule.isSystemRoutine && memo.isRoutine(rule.isSystemRoutine));
+  }
+
+  /** Counts the event into the rule's window for its time (late ones are counted as late and dropped). */
+  private countInto(state: RuleState, memo: EventMemo): void {
+    const { event, time } = memo;
+    const rule = state.rule;
+    const start = Math.floor(time / state.windowMs) * state.windowMs;
+    // Too late: its window has already been closed and reported.
+    if (isClosed(start, state.windowMs, this.watermark, this.graceWindows)) {
+      this.stats.lateEvents++;
+      return;
+    }
+    const key = state.keyOf(event);
+    const buckets = state.lastStart === start ? (state.lastBuckets as Map<string, Bucket>) : this.windowOf(state, start);
+    const bucket = buckets.get(key) ?? this.bucketFor(state, start, key, memo.facts(), 1);
+    if (!bucket) return;
+    const steps = rule.steps ? stepsMatched(rule.steps, event) : undefined;
+    const distinct = state.distinctOf?.(event);
+    const hit = rule.ratio ? rule.ratio(event) : false;
+    const ip = memo.sourceIP();
+    if (countEvent(bucket, time, event.auditID, event.verb, event.objectRef?.resource, ip, distinct, hit, steps, state.lean)) {
+      bucket.first = memo.facts();
+    }
+    if (rule.definition.kind === "silence") {
+      const seen = state.arrivals.get(key);
+      this.arrived(state, key, seen && time <= seen.facts.time ? seen.facts : memo.facts(), 1);
+    }
   }
 
   /** Takes every open bucket as a partial record (the reading side of a scale-out deployment), leaving none open. */
@@ -269,7 +217,7 @@ export class WindowEngine {
     const from = record.bucket;
     // Stream time for warm-up comes from the reading side's ticks (noteStreamTime), not from partial counts: after a
     // restart mid-stream, old partials say nothing about how long this engine has been learning.
-    if (record.start + 2 * state.windowMs <= this.watermark) {
+    if (isClosed(record.start, state.windowMs, this.watermark, this.graceWindows)) {
       this.stats.lateEvents += from.count;
       return;
     }
@@ -300,7 +248,7 @@ export class WindowEngine {
   /** Moves the watermark forward (never back) and closes the windows it has passed by more than their lateness. */
   advance(watermark: number): Alert[] {
     if (watermark > this.watermark) this.watermark = watermark;
-    return this.close((start, windowMs) => start + 2 * windowMs <= this.watermark);
+    return this.close((start, windowMs) => isClosed(start, windowMs, this.watermark, this.graceWindows));
   }
 
   /** Closes every open window (end of a replay or a test). */
@@ -317,7 +265,7 @@ export class WindowEngine {
       for (const [key, { facts, wall, events }] of state.arrivals) {
         if (events < def.min_events || now - wall <= def.gap * 1000 || state.reported.get(key) === facts.time) continue;
         state.reported.set(key, facts.time);
-        alerts.push(this.silenceAlert(state, def, key, facts, facts.time, now));
+        alerts.push(silenceAlert(state, def, key, facts, facts.time, now));
       }
     }
     return alerts;
@@ -415,10 +363,10 @@ export class WindowEngine {
       const bucket = buckets.get(key) as Bucket;
       const alert =
         def.kind === "window"
-          ? this.evaluateCount(state, def, start, key, bucket)
+          ? evaluateCount(state, def, this.streamStart, start, key, bucket)
           : def.kind === "sequence"
-            ? this.evaluateSequence(state, def, key, bucket)
-            : this.evaluateSilence(state, def, key, bucket);
+            ? evaluateSequence(state, def, key, bucket)
+            : evaluateSilence(state, def, key, bucket);
       if (alert) alerts.push(...alert);
     }
     if (state.baselines.size) this.evict(state.baselines);
@@ -427,207 +375,11 @@ export class WindowEngine {
     return alerts;
   }
 
-  private evaluateCount(
-    state: RuleState,
-    def: Extract<TimedRuleDefinition, { kind: "window" }>,
-    start: number,
-    key: string,
-    bucket: Bucket,
-  ): Alert[] | undefined {
-    const t = def.threshold;
-    const value = bucket.distinct ? bucket.distinct.size : def.ratio ? bucket.hits : bucket.count;
-    let baseline = 0;
-    let aboveBaseline = true;
-    if (t.baseline_factor !== undefined) {
-      const learnedWindows = (start - Math.floor(this.streamStart / state.windowMs) * state.windowMs) / state.windowMs;
-      const past = state.baselines.get(key);
-      const missed = past ? Math.max(0, (start - past.lastWindow) / state.windowMs - 1) : 0;
-      baseline = past ? past.average * (1 - t.alpha) ** missed : 0;
-      aboveBaseline = learnedWindows >= t.warmup && value >= t.baseline_factor * baseline;
-      touch(state.baselines, key, { average: t.alpha * value + (1 - t.alpha) * baseline, lastWindow: start });
-    }
-    const share = def.ratio ? bucket.hits / bucket.count : 1;
-    if (value < t.min || !aboveBaseline || (def.ratio && share < def.ratio.min)) return undefined;
-    const what = def.distinct
-      ? `${value} distinct ${def.distinct}`
-      : def.ratio
-        ? `${value} of ${bucket.count} requests (${(share * 100).toFixed(1)}%)`
-        : `${value} requests`;
-    const base = t.baseline_factor !== undefined ? ` (baseline ${baseline.toFixed(1)})` : "";
-    return [
-      this.buildAlert(
-        state,
-        key,
-        bucket.first,
-        start,
-        start + state.windowMs,
-        value,
-        `${key} made ${what} in ${def.window} s${base}`,
-        bucket.sample,
-        {
-          baseline: baseline.toFixed(2),
-          ...(def.ratio ? { share: share.toFixed(4), requests: String(bucket.count) } : {}),
-          top_verbs: topContributors(bucket, "verbs"),
-          top_resources: topContributors(bucket, "resources"),
-          top_source_ips: topContributors(bucket, "ips"),
-        },
-      ),
-    ];
-  }
-
-  /** Runs the key's step hits of this window, in event-time order, through the progress carried from earlier windows. */
-  private evaluateSequence(
-    state: RuleState,
-    def: Extract<TimedRuleDefinition, { kind: "sequence" }>,
-    key: string,
-    bucket: Bucket,
-  ): Alert[] | undefined {
-    if (!bucket.steps?.length) return undefined;
-    const n = def.steps.length;
-    const within = def.within * 1000;
-    // Same event matching several steps: the later step first, so one event never completes a sequence by itself.
-    const hits = [...bucket.steps].sort(
-      (a, b) => a.time - b.time || (a.auditID < b.auditID ? -1 : a.auditID > b.auditID ? 1 : b.step - a.step),
-    );
-    const chain = state.chains.get(key) ?? new Array<ChainLink | undefined>(n).fill(undefined);
-    const alerts: Alert[] = [];
-    for (const hit of hits) {
-      let completed: ChainLink | undefined;
-      if (def.ordered) {
-        if (hit.step === 0) chain[0] = { start: hit.time, ids: [hit.auditID] };
-        else {
-          const before = chain[hit.step - 1];
-          if (before && hit.time - before.start <= within) {
-            chain[hit.step] = { start: before.start, ids: [...before.ids, hit.auditID] };
-            if (hit.step === n - 1) completed = chain[hit.step];
-          }
-        }
-      } else {
-        chain[hit.step] = { start: hit.time, ids: [hit.auditID] };
-        const links = chain.filter((l): l is ChainLink => l !== undefined && hit.time - l.start <= within);
-        if (links.length === n) {
-          const first = Math.min(...links.map((l) => l.start));
-          completed = { start: first, ids: links.sort((a, b) => a.start - b.start).flatMap((l) => l.ids) };
-        }
-      }
-      if (completed) {
-        chain.fill(undefined);
-        const names = def.steps.map((s) => s.name).join(" → ");
-        alerts.push(
-          this.buildAlert(
-            state,
-            key,
-            bucket.first,
-            completed.start,
-            hit.time,
-            n,
-            `${key}: ${names} within ${def.within} s`,
-            completed.ids,
-            {
-              steps: names,
-            },
-          ),
-        );
-      }
-    }
-    touch(state.chains, key, chain);
-    return alerts.length ? alerts : undefined;
-  }
-
-  /** A gap in event time before this window's first event (archived logs, or a live stream that resumed). */
-  private evaluateSilence(
-    state: RuleState,
-    def: Extract<TimedRuleDefinition, { kind: "silence" }>,
-    key: string,
-    bucket: Bucket,
-  ): Alert[] | undefined {
-    const last = state.lastClosed.get(key);
-    touch(state.lastClosed, key, {
-      time: Math.max(last?.time ?? bucket.maxTime, bucket.maxTime),
-      events: (last?.events ?? 0) + bucket.count,
-    });
-    if (!last || last.events < def.min_events) return undefined;
-    if (bucket.minTime - last.time <= def.gap * 1000 || state.reported.get(key) === last.time) return undefined;
-    state.reported.set(key, last.time);
-    return [this.silenceAlert(state, def, key, bucket.first, last.time, bucket.minTime)];
-  }
-
-  private silenceAlert(
-    state: RuleState,
-    def: Extract<TimedRuleDefinition, { kind: "silence" }>,
-    key: string,
-    facts: EventFacts,
-    lastTime: number,
-    until: number,
-  ): Alert {
-    const seconds = Math.round((until - lastTime) / 1000);
-    return this.buildAlert(
-      state,
-      key,
-      facts,
-      lastTime,
-      until,
-      1,
-      `${key} sent no audit events for ${seconds} s after ${new Date(lastTime).toISOString()} (gap allowed: ${def.gap} s)`,
-      [facts.auditID],
-      { silent_seconds: String(seconds) },
-    );
-  }
-
   private evict(map: Map<string, unknown>): void {
     const cap = this.options.maxTrackedKeys ?? 50_000;
     while (map.size > cap) {
       map.delete(map.keys().next().value as string);
       this.stats.evictedKeys++;
     }
-  }
-
-  private buildAlert(
-    state: RuleState,
-    key: string,
-    facts: EventFacts,
-    startMs: number,
-    endMs: number,
-    count: number,
-    what: string,
-    auditIDs: string[],
-    labels: Record<string, string>,
-  ): Alert {
-    const def = state.rule.definition;
-    const cluster = facts.cluster;
-    const startIso = new Date(startMs).toISOString();
-    const endIso = new Date(endMs).toISOString();
-    const byPrincipal = def.group_by.includes("user.username") && facts.user;
-    const byAddress = def.group_by.includes("sourceIP") && facts.ip;
-    const byAgent = def.group_by.includes("userAgent") && facts.userAgent;
-    return {
-      ...alertEnvelope(def, {
-        id: alertId(def.id, cluster, key, startIso),
-        timestamp: endIso,
-        message: `${def.name}: ${what}`,
-        action: facts.verb,
-        outcome: "unknown",
-        created: endIso,
-        start: startIso,
-        end: endIso,
-        count: Math.max(1, count),
-      }),
-      // Only what the key fixes is common to the window's events; the rest is in the top-contributor labels.
-      ...(byPrincipal ? { user: { name: facts.user } } : {}),
-      ...(byAddress ? { source: { ip: facts.ip as string } } : {}),
-      ...(byAgent ? { user_agent: { original: facts.userAgent as string } } : {}),
-      orchestrator: { type: "kubernetes", cluster: { name: cluster } },
-      related: { user: byPrincipal ? [facts.user as string] : [], ip: byAddress ? [facts.ip as string] : [] },
-      labels: { window_key: key, window_seconds: String(state.windowMs / 1000), ...labels },
-      kubernetes: {
-        audit: {
-          auditID: auditIDs.length ? auditIDs : [facts.auditID],
-          verb: facts.verb,
-          // Scrubbed like every alert's URI (docs/redaction.md).
-          requestURI: redactRequestURI(facts.requestURI).uri,
-          stage: facts.stage,
-        },
-      },
-    };
   }
 }

@@ -1,4 +1,5 @@
 import { type Alert, alertId, DEFAULT_MAX_FUTURE_SKEW_MS } from "@k8s-audit/core";
+import { isClosed } from "./grace.js";
 
 interface Storm {
   key: string;
@@ -121,7 +122,7 @@ export class StormAggregator {
    * trusted alert's, or the watermark given (scale-out: the slowest events partition's progress).
    */
   expire(watermark = this.watermark): Alert[] {
-    return this.close((storm) => storm.windowStart + 2 * this.windowMs <= watermark);
+    return this.close((storm) => isClosed(storm.windowStart, this.windowMs, watermark));
   }
 
   /** The offset of the record that opened the oldest storm still open (scale-out), if any. */
