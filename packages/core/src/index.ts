@@ -9,6 +9,7 @@ export { configurationMarkdown } from "./config-doc.js";
 export { ecsEntities } from "./ecs.js";
 export * from "./errors.js";
 export * from "./logger.js";
+export { requestFailed, requestOutcome } from "./outcome.js";
 export { REDACTED, REDACTED_ANNOTATION, redactArgv, redactEvent, redactRequestURI, redactText, redactValue } from "./redact.js";
 export {
   createOpsEndpoints,

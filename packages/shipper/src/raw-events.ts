@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Client } from "@elastic/elasticsearch";
-import { type AuditEvent, ecsEntities, eventTime } from "@k8s-audit/core";
+import { type AuditEvent, ecsEntities, eventTime, requestOutcome } from "@k8s-audit/core";
 import { ECS_ENTITY_MAPPINGS, putDataStreamTemplate } from "./templates.js";
 
 export const EVENTS_DATASET = "k8s_audit.events";
@@ -42,8 +42,6 @@ function bodyFields(name: "requestObject" | "responseObject", body: unknown): Re
  */
 export function rawEventDocument(event: AuditEvent, ingested: string): { id: string; document: Record<string, unknown> } {
   const cluster = event.cluster ?? "default";
-  const decision = event.annotations?.["authorization.k8s.io/decision"];
-  const code = event.responseStatus?.code;
   const { requestObject, responseObject, annotations, cluster: _c, ...rest } = event;
   const id = createHash("sha256").update(`${cluster}\u0000${event.auditID}\u0000${event.stage}`).digest("hex").slice(0, 32);
   return {
@@ -55,12 +53,7 @@ export function rawEventDocument(event: AuditEvent, ingested: string): { id: str
         kind: "event",
         category: ["api"],
         action: event.verb,
-        outcome:
-          decision === "forbid" || (code !== undefined && code >= 400)
-            ? "failure"
-            : code === undefined && !decision
-              ? "unknown"
-              : "success",
+        outcome: requestOutcome(event),
         dataset: EVENTS_DATASET,
         ingested,
       },
