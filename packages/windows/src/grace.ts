@@ -3,7 +3,7 @@
  * until the watermark (the stream's newest event time) is this many window lengths past its end, so events arriving
  * out of order by up to that much change nothing; later ones are counted as late and dropped. One window length is
  * what apiserver batching, several ingest replicas and partitioned reads delay an event by in practice
- * (docs/decisions: event time and watermarks).
+ * (docs/decisions/0004-event-time-and-watermarks.md).
  */
 export const GRACE_PERIOD_WINDOWS = 1;
 

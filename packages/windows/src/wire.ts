@@ -3,7 +3,7 @@ import { z } from "zod";
 import type { Bucket, EventFacts, PartialRecord } from "./bucket.js";
 
 /**
- * The windows topic's record format (docs/decisions/0006-windows-wire-format.md). Every record carries `v`; a reader
+ * The windows topic's record format (docs/decisions/0017-windows-wire-format.md). Every record carries `v`; a reader
  * dead-letters a version it does not know instead of guessing, so a rolling upgrade that changes the format can never
  * misread counts. Records written before the format was versioned carry no `v` and are the same shape as version 1.
  */
