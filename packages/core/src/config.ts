@@ -208,6 +208,36 @@ export const ConfigSchema = z.object({
     .min(1024)
     .default(5 * 1024 * 1024)
     .describe("Largest Elasticsearch bulk request the shipper sends."),
+  K8S_AUDIT_SHIPPER_MAX_ATTEMPTS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(30)
+    .describe("Attempts of one bulk request (connection loss, 5xx, 429) before the batch is handed back to Kafka for redelivery."),
+  K8S_AUDIT_SHIPPER_PARTITIONS_CONCURRENTLY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(3)
+    .describe("Kafka partitions the shipper processes at once (each in order): more overlaps bulk round trips."),
+  K8S_AUDIT_SHIPPER_FETCH_BYTES: z.coerce
+    .number()
+    .int()
+    .min(65536)
+    .default(10 * 1024 * 1024)
+    .describe("Bytes the shipper fetches per partition per batch: larger batches mean fewer, larger bulk requests."),
+  K8S_AUDIT_DETECTOR_PARTITIONS_CONCURRENTLY: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(3)
+    .describe("Events-topic partitions one detector processes at once (each in order)."),
+  K8S_AUDIT_DETECTOR_FETCH_BYTES: z.coerce
+    .number()
+    .int()
+    .min(65536)
+    .default(4 * 1024 * 1024)
+    .describe("Bytes the detector fetches per events partition per batch."),
   K8S_AUDIT_ES_NAMESPACE: NamespaceName.default("default").describe(
     "Data stream namespace: alerts go to `logs-k8s_audit.alert-<namespace>`, events to `logs-k8s_audit.events-<namespace>`.",
   ),
@@ -222,6 +252,9 @@ export const ConfigSchema = z.object({
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
+
+/** Every setting at its default: what a service built without a configuration (tests, benches) falls back to. */
+export const DEFAULT_CONFIG: Config = ConfigSchema.parse({});
 export type ConfigInput = Partial<Record<keyof Config, string | undefined>>;
 
 export class ConfigError extends Error {

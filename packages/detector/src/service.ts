@@ -2,6 +2,8 @@ import {
   type Alert,
   type Bus,
   type BusMessage,
+  consumerGroupsOf,
+  DEFAULT_CONFIG,
   eventTime,
   type Logger,
   looksLikeAuditEvent,
@@ -35,6 +37,9 @@ export interface DetectorServiceOptions {
   /** Called with this instance's events partitions after each rebalance. */
   onAssignment?: (partitions: number[]) => void;
   metrics?: DetectorMetrics;
+  /** Partitions processed at once and bytes fetched per partition (K8S_AUDIT_DETECTOR_*; the schema's defaults). */
+  partitionsConcurrently?: number;
+  fetchBytes?: number;
 }
 
 /**
@@ -85,13 +90,13 @@ export async function startDetectorService(options: DetectorServiceOptions): Pro
 
   subscription = await bus.consume({
     topic: topics.events,
-    groupId: options.groupId ?? "k8s-audit-detector",
+    groupId: options.groupId ?? consumerGroupsOf(DEFAULT_CONFIG).detector,
     onAssignment: options.onAssignment,
     // A batch waits for its alerts and partial counts to be acknowledged: overlapping partitions keeps that round trip
     // from serialising the stage. Each batch's evaluation runs to completion before its first await, so the shared
     // detector state never sees two batches interleaved.
-    partitionsConcurrently: 3,
-    maxBytesPerPartition: 4 * 1024 * 1024,
+    partitionsConcurrently: options.partitionsConcurrently ?? DEFAULT_CONFIG.K8S_AUDIT_DETECTOR_PARTITIONS_CONCURRENTLY,
+    maxBytesPerPartition: options.fetchBytes ?? DEFAULT_CONFIG.K8S_AUDIT_DETECTOR_FETCH_BYTES,
     // Scale-out: offsets are committed when the partial counts of their batches are published (the cache's flush).
     manualCommit: Boolean(cache),
     eachBatch: async (messages) => {

@@ -58,6 +58,8 @@ export class DetectorStage extends ConsumerStage {
       detector,
       logger,
       groupId: consumerGroupsOf(config).detector,
+      partitionsConcurrently: config.K8S_AUDIT_DETECTOR_PARTITIONS_CONCURRENTLY,
+      fetchBytes: config.K8S_AUDIT_DETECTOR_FETCH_BYTES,
       metrics: detectorMetricsOn(context.metrics),
       ...(context.onAlerts ? { onAlerts: context.onAlerts } : {}),
       ...(scaleOut ? { repartition: { windowRules: pack.windowRules, maxFutureSkewMs } } : {}),

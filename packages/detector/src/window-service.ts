@@ -1,4 +1,14 @@
-import type { Alert, Bus, BusMessage, ConsumedMessage, Logger, Subscription, Topics } from "@k8s-audit/core";
+import {
+  type Alert,
+  type Bus,
+  type BusMessage,
+  type ConsumedMessage,
+  consumerGroupsOf,
+  DEFAULT_CONFIG,
+  type Logger,
+  type Subscription,
+  type Topics,
+} from "@k8s-audit/core";
 import type { CompiledWindowRule } from "@k8s-audit/rules";
 import {
   decodeWindowsRecord,
@@ -184,7 +194,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   };
   subscription = await bus.consume({
     topic: windowsTopic,
-    groupId: options.groupId ?? "k8s-audit-windows",
+    groupId: options.groupId ?? consumerGroupsOf(DEFAULT_CONFIG).windows,
     manualCommit: true,
     onAssignment: (owned) => {
       // A partition that moved away takes its state with it; if it comes back, it starts afresh.

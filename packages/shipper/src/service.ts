@@ -4,6 +4,8 @@ import {
   type Bus,
   type BusMessage,
   type ConsumedMessage,
+  consumerGroupsOf,
+  DEFAULT_CONFIG,
   describeIssues,
   type Logger,
   looksLikeAuditEvent,
@@ -28,6 +30,9 @@ export interface ShipperServiceOptions {
   maxBulkBytes?: number;
   /** Attempts for a whole _bulk request (connection loss, 5xx, 429) before the batch is handed back for redelivery. */
   maxAttempts?: number;
+  /** Partitions processed at once and bytes fetched per partition (K8S_AUDIT_SHIPPER_*; the schema's defaults). */
+  partitionsConcurrently?: number;
+  fetchBytes?: number;
 }
 
 type Converted = { doc: BulkDocument } | { error: string };
@@ -45,7 +50,7 @@ export async function startShipperService(options: ShipperServiceOptions): Promi
 
   const alertIndex = alertsDataStream(namespace);
   const subscriptions = [
-    await shipTopic(options, topics.alerts, `${options.groupId ?? "k8s-audit-shipper"}`, "alerts", (message, ingested) => {
+    await shipTopic(options, topics.alerts, options.groupId ?? consumerGroupsOf(DEFAULT_CONFIG).shipper, "alerts", (message, ingested) => {
       const alert = AlertSchema.safeParse(safeJson(message.value));
       if (!alert.success) return { error: `invalid alert: ${describeIssues(alert.error, 1)}` };
       return {
@@ -64,14 +69,24 @@ export async function startShipperService(options: ShipperServiceOptions): Promi
   if (options.shipEvents) {
     const eventIndex = eventsDataStream(namespace);
     subscriptions.push(
-      await shipTopic(options, topics.events, `${options.groupId ?? "k8s-audit-shipper"}-events`, "events", (message, ingested) => {
-        const event = safeJson(message.value);
-        if (!looksLikeAuditEvent(event)) return { error: "not an audit event" };
-        const { id, document } = rawEventDocument(event, ingested);
-        return {
-          doc: { id, index: eventIndex, document: { ...document, data_stream: { type: "logs", dataset: "k8s_audit.events", namespace } } },
-        };
-      }),
+      await shipTopic(
+        options,
+        topics.events,
+        `${options.groupId ?? consumerGroupsOf(DEFAULT_CONFIG).shipper}-events`,
+        "events",
+        (message, ingested) => {
+          const event = safeJson(message.value);
+          if (!looksLikeAuditEvent(event)) return { error: "not an audit event" };
+          const { id, document } = rawEventDocument(event, ingested);
+          return {
+            doc: {
+              id,
+              index: eventIndex,
+              document: { ...document, data_stream: { type: "logs", dataset: "k8s_audit.events", namespace } },
+            },
+          };
+        },
+      ),
     );
   }
   return { stop: async () => void (await Promise.all(subscriptions.map((s) => s.stop()))) };
@@ -85,13 +100,13 @@ async function shipTopic(
   convert: (message: ConsumedMessage, ingested: string) => Converted,
 ): Promise<Subscription> {
   const { bus, topics, es, logger } = options;
-  const maxBytes = options.maxBulkBytes ?? 5 * 1024 * 1024;
+  const maxBytes = options.maxBulkBytes ?? DEFAULT_CONFIG.K8S_AUDIT_BULK_MAX_BYTES;
   return bus.consume({
     topic,
     groupId,
     // Partitions in parallel and batches of several MB: bulk requests overlap and are large, as helpers.bulk's are.
-    partitionsConcurrently: 3,
-    maxBytesPerPartition: 10 * 1024 * 1024,
+    partitionsConcurrently: options.partitionsConcurrently ?? DEFAULT_CONFIG.K8S_AUDIT_SHIPPER_PARTITIONS_CONCURRENTLY,
+    maxBytesPerPartition: options.fetchBytes ?? DEFAULT_CONFIG.K8S_AUDIT_SHIPPER_FETCH_BYTES,
     eachBatch: async (messages) => {
       const ingested = new Date().toISOString();
       const deadLetters: BusMessage[] = [];
@@ -100,7 +115,10 @@ async function shipTopic(
       let stored = 0;
       const flush = async () => {
         if (chunk.length === 0) return;
-        const outcome = await bulkCreate(es, chunk, { maxAttempts: options.maxAttempts ?? 30, maxBackoffMs: 5000 });
+        const outcome = await bulkCreate(es, chunk, {
+          maxAttempts: options.maxAttempts ?? DEFAULT_CONFIG.K8S_AUDIT_SHIPPER_MAX_ATTEMPTS,
+          maxBackoffMs: 5000,
+        });
         stored += outcome.stored;
         for (const r of outcome.rejected) {
           deadLetters.push(deadLetter(JSON.stringify(r.doc.document), `shipper: elasticsearch refused (${r.status}) ${r.reason}`));

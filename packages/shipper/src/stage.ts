@@ -22,6 +22,9 @@ export class ShipperStage implements Stage {
       shipEvents: config.K8S_AUDIT_SHIP_EVENTS,
       maxBulkBytes: config.K8S_AUDIT_BULK_MAX_BYTES,
       groupId: consumerGroupsOf(config).shipper,
+      maxAttempts: config.K8S_AUDIT_SHIPPER_MAX_ATTEMPTS,
+      partitionsConcurrently: config.K8S_AUDIT_SHIPPER_PARTITIONS_CONCURRENTLY,
+      fetchBytes: config.K8S_AUDIT_SHIPPER_FETCH_BYTES,
     });
     logger.info({ elasticsearch: config.ELASTICSEARCH_URL }, "shipper running");
   }
