@@ -1,6 +1,16 @@
 import { randomUUID } from "node:crypto";
-import { type Alert, type AuditEvent, KafkaBus, type Subscription, type Topics } from "@k8s-audit/core";
-import { Detector, startDetectorService, startWindowService } from "@k8s-audit/detector";
+import {
+  type Alert,
+  type AuditEvent,
+  KafkaBus,
+  loadConfig,
+  type RunningStages,
+  runStages,
+  type Stage,
+  type Subscription,
+  type Topics,
+} from "@k8s-audit/core";
+import { DetectorStage, WindowStage } from "@k8s-audit/detector";
 import { type DetectionPack, loadDetection } from "@k8s-audit/rules";
 import { quietLogger, uniqueTopics } from "@k8s-audit/testkit";
 import { startTestIngest } from "./ingest.js";
@@ -21,45 +31,27 @@ export interface Deployment {
   stop(): Promise<void>;
 }
 
-/** `instances` detector + window-stage pairs on fresh topics, each on its own connection, waiting for stable groups. */
+/**
+ * `instances` detector + window-stage pairs on fresh topics, each started through the runner (runStages) on its own
+ * Kafka connection, as `k8s-audit detect --only events|windows` processes would be; waits for stable groups.
+ */
 export async function deploy(brokers: string, instances: number, pack: DetectionPack = loadDetection()): Promise<Deployment> {
   const base = uniqueTopics("e2e-windows");
   const topics: Topics = { ...base, windows: base.events.replace(/\.events$/, ".windows") };
   const id = randomUUID().slice(0, 8);
-  const buses: KafkaBus[] = [];
-  const subscriptions: Subscription[] = [];
+  const config = loadConfig({ KAFKA_BROKERS: brokers, KAFKA_PARTITIONS: "3", K8S_AUDIT_CONSUMER_GROUP_PREFIX: `e2e-${id}` });
+  const running: RunningStages[] = [];
   const owned = { detector: new Map<number, number[]>(), windows: new Map<number, number[]>() };
-  const bus = () => {
-    const b = new KafkaBus({ brokers: brokers.split(","), clientId: `e2e-windows-${id}`, partitions: 3, logger: quietLogger });
-    buses.push(b);
-    return b;
-  };
-  await bus().ensureTopics([topics.events, topics.alerts, topics.deadLetter, topics.windows as string]);
-  const windowStage = (b: KafkaBus, i: number) =>
-    startWindowService({
-      bus: b,
-      topics,
-      windowRules: pack.windowRules,
-      logger: quietLogger,
-      groupId: `windows-${id}`,
-      onAssignment: (p) => owned.windows.set(i, p),
-    });
-  const windowStages: Subscription[] = [];
+  const bus = () => new KafkaBus({ brokers: brokers.split(","), clientId: `e2e-windows-${id}`, partitions: 3, logger: quietLogger });
+  // Runners close the buses they are given; this one (topics, publishing, reading alerts) is closed by stop().
+  const reader = bus();
+  await reader.ensureTopics([topics.events, topics.alerts, topics.deadLetter, topics.windows as string]);
+  const run = (stage: Stage) => runStages([stage], { bus: bus(), topics, config, logger: quietLogger });
+  const windowStage = (i: number) => run(new WindowStage({ pack, onAssignment: (p) => owned.windows.set(i, p) }));
+  const windowStages: RunningStages[] = [];
   for (let i = 0; i < instances; i++) {
-    const b = bus();
-    const detector = new Detector(pack.rules, { stormWindowMs: 0 });
-    subscriptions.push(
-      await startDetectorService({
-        bus: b,
-        topics,
-        detector,
-        logger: quietLogger,
-        groupId: `detector-${id}`,
-        repartition: { windowRules: pack.windowRules },
-        onAssignment: (p) => owned.detector.set(i, p),
-      }),
-    );
-    windowStages.push(await windowStage(b, i));
+    running.push(await run(new DetectorStage({ pack, onAssignment: (p) => owned.detector.set(i, p) })));
+    windowStages.push(await windowStage(i));
   }
   // Each partition owned by exactly one instance and every instance owning some: the groups have settled.
   const settled = (m: Map<number, number[]>) => {
@@ -75,9 +67,8 @@ export async function deploy(brokers: string, instances: number, pack: Detection
   };
   await settle();
 
-  const reader = bus();
   const seen: Alert[] = [];
-  subscriptions.push(
+  const subscriptions: Subscription[] = [
     await reader.consume({
       topic: topics.alerts,
       groupId: `reader-${id}`,
@@ -86,7 +77,7 @@ export async function deploy(brokers: string, instances: number, pack: Detection
         for (const m of messages) seen.push(JSON.parse(m.value) as Alert);
       },
     }),
-  );
+  ];
   return {
     topics,
     publish: (events) =>
@@ -107,12 +98,13 @@ export async function deploy(brokers: string, instances: number, pack: Detection
     restartWindowStage: async () => {
       await windowStages[0]?.stop();
       owned.windows.delete(0);
-      windowStages[0] = await windowStage(bus(), 0);
+      windowStages[0] = await windowStage(0);
       await settle();
     },
     stop: async () => {
-      for (const s of [...windowStages, ...subscriptions]) await s.stop();
-      for (const b of buses) await b.close();
+      for (const r of [...windowStages, ...running]) await r.stop();
+      for (const s of subscriptions) await s.stop();
+      await reader.close();
     },
   };
 }

@@ -14,15 +14,25 @@ export function detectionDirs(config: Config): { rulesDirs: string[]; sigmaDirs:
   };
 }
 
+/** What a detection stage may be given instead of what it reads from the configuration (tests, embedding). */
+export interface DetectionStageOptions {
+  /** The rules to run; by default the shipped pack plus the configuration's rule and Sigma folders. */
+  pack?: DetectionPack;
+  /** Called with the partitions this instance owns after each rebalance. */
+  onAssignment?: (partitions: number[]) => void;
+}
+
 /** A stage that is one consumer on the bus: ready while the bus answers, stopped by stopping its subscription. */
 abstract class ConsumerStage implements Stage {
   abstract readonly name: string;
   protected subscription?: Subscription;
   private bus?: Bus;
 
+  constructor(protected readonly options: DetectionStageOptions = {}) {}
+
   async start(context: StageContext): Promise<void> {
     this.bus = context.bus;
-    this.subscription = await this.subscribe(context, loadDetection(detectionDirs(context.config)));
+    this.subscription = await this.subscribe(context, this.options.pack ?? loadDetection(detectionDirs(context.config)));
   }
 
   protected abstract subscribe(context: StageContext, pack: DetectionPack): Promise<Subscription>;
@@ -62,6 +72,7 @@ export class DetectorStage extends ConsumerStage {
       fetchBytes: config.K8S_AUDIT_DETECTOR_FETCH_BYTES,
       metrics: detectorMetricsOn(context.metrics),
       ...(context.onAlerts ? { onAlerts: context.onAlerts } : {}),
+      ...(this.options.onAssignment ? { onAssignment: this.options.onAssignment } : {}),
       ...(scaleOut ? { repartition: { windowRules: pack.windowRules, maxFutureSkewMs } } : {}),
     });
     logger.info({ rules: detector.rules.length, timedRules: pack.windowRules.length, scaleOut }, "detector running");
@@ -85,6 +96,7 @@ export class WindowStage extends ConsumerStage {
       groupId: consumerGroupsOf(config).windows,
       metrics: detectorMetricsOn(context.metrics),
       ...(context.onAlerts ? { onAlerts: context.onAlerts } : {}),
+      ...(this.options.onAssignment ? { onAssignment: this.options.onAssignment } : {}),
     });
     logger.info({ timedRules: pack.windowRules.length }, "window stage running");
     return subscription;
