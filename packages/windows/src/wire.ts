@@ -1,4 +1,4 @@
-import { type Alert, AlertSchema } from "@k8s-audit/core";
+import { type Alert, AlertSchema, isRfc3339Time } from "@k8s-audit/core";
 import { z } from "zod";
 import type { Bucket, EventFacts, PartialRecord } from "./bucket.js";
 
@@ -146,6 +146,6 @@ export function decodeWindowsRecord(value: string): { record: WindowsRecord } | 
   const data = parsed.data;
   if ("tick" in data) return { record: { tick: data.tick } };
   if ("partials" in data) return { record: { partials: data.partials.map(decodePartial) } };
-  for (const a of data.alerts) if (Number.isNaN(Date.parse(a["@timestamp"]))) return { unusable: "alert @timestamp is not a time" };
+  for (const a of data.alerts) if (!isRfc3339Time(a["@timestamp"])) return { unusable: "alert @timestamp is not an RFC 3339 time" };
   return { record: { alerts: data.alerts as Alert[] } };
 }

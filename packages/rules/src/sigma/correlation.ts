@@ -1,4 +1,5 @@
 import { issueLines } from "@k8s-audit/core";
+import { type Duration, milliseconds } from "date-fns";
 import { z } from "zod";
 import type { CompileContext, Condition } from "../condition.js";
 import { type CompiledRule, compileTimedRule } from "../loader.js";
@@ -33,11 +34,12 @@ export const SigmaCorrelationSchema = z.looseObject({
 });
 export type SigmaCorrelation = z.infer<typeof SigmaCorrelationSchema>;
 
-const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
+const TIMESPAN_UNITS: Record<string, keyof Duration> = { s: "seconds", m: "minutes", h: "hours", d: "days" };
 
+/** A Sigma timespan (`30s`, `5m`, `1h`, `1d`; days of 24 hours) in seconds. */
 export function timespanSeconds(timespan: string): number {
-  const unit = timespan.slice(-1);
-  return Number(timespan.slice(0, -1)) * (UNIT_SECONDS[unit] ?? 1);
+  const unit = TIMESPAN_UNITS[timespan.slice(-1)] ?? "seconds";
+  return milliseconds({ [unit]: Number(timespan.slice(0, -1)) }) / 1000;
 }
 
 /** Whether the referenced rules still raise their own alerts (Sigma's `generate`, off by default). */
