@@ -63,8 +63,8 @@ async function main() {
   );
   // CPU time (all threads: GC helpers too) is steadier than wall time on a machine shared with other work.
   console.log(`replay_events_per_cpu_s=${Math.round(summary.eventsRead / ((cpu.user + cpu.system) / 1e6))}`);
-  console.log(`replay_ratio=${(rate / (parsed / bareSeconds)).toFixed(2)}`);
   console.log(`replay_events_per_s=${Math.round(rate)}`);
+  console.log(`replay_ratio=${(rate / (parsed / bareSeconds)).toFixed(2)}`);
 }
 
 main().then(
