@@ -271,51 +271,55 @@ export function redactRequestURI(uri: string): { uri: string; redacted: boolean 
     const pair = pairs[i] as string;
     const eq = pair.indexOf("=");
     if (eq < 0) continue;
-    const raw = pair.slice(0, eq);
-    const lower = (raw.includes("%") ? decodeSafe(raw) : raw).toLowerCase();
-    const name = lower.includes("-") ? lower.replaceAll("-", "_") : lower;
+    const name = queryParamName(pair.slice(0, eq));
     if (name === "command") {
       commandAt.push(i);
       continue;
     }
-    if (CREDENTIAL_PARAMS.has(name) || CREDENTIAL_PARAM_SUFFIX.test(name)) {
-      const value = pair.slice(eq + 1);
-      if (value.length > 0 && value !== "%5BREDACTED%5D") {
-        pairs[i] = `${pair.slice(0, eq)}=%5BREDACTED%5D`;
-        changed = true;
-      }
-    } else {
-      const value = pair.slice(eq + 1);
-      // Any other value: only well-known credential shapes (a JWT, a cloud key) and user:password URLs.
-      if (value.length >= 16) {
-        const decoded = decodeSafe(value.replaceAll("+", " "));
-        const scrubbed = redactText(decoded);
-        if (scrubbed !== undefined) {
-          pairs[i] = `${pair.slice(0, eq)}=${encodeURIComponent(scrubbed)}`;
-          changed = true;
-        }
-      }
-    }
-  }
-  if (commandAt.length > 0) {
-    // Decoded as URLSearchParams decodes them (`+` is a space), as the detector reads the command.
-    const argv = commandAt.map((i) => {
-      const pair = pairs[i] as string;
-      return decodeSafe(pair.slice(pair.indexOf("=") + 1).replaceAll("+", " "));
-    });
-    const scrubbed = redactArgv(argv);
-    if (scrubbed) {
-      commandAt.forEach((i, n) => {
-        if (scrubbed[n] !== argv[n]) {
-          const pair = pairs[i] as string;
-          pairs[i] = `${pair.slice(0, pair.indexOf("="))}=${encodeURIComponent(scrubbed[n] as string)}`;
-        }
-      });
+    const next = redactQueryPair(pair, eq, name);
+    if (next !== undefined) {
+      pairs[i] = next;
       changed = true;
     }
   }
+  if (commandAt.length > 0 && redactCommandPairs(pairs, commandAt)) changed = true;
   if (changed) result = `${result.slice(0, q)}?${pairs.join("&")}`;
   return { uri: result, redacted: result !== uri };
+}
+
+/** A query parameter's name as compared: decoded, lowercase, `-` read as `_`. */
+function queryParamName(raw: string): string {
+  const lower = (raw.includes("%") ? decodeSafe(raw) : raw).toLowerCase();
+  return lower.includes("-") ? lower.replaceAll("-", "_") : lower;
+}
+
+/** A `name=value` pair (`=` at `eq`) with its value redacted; undefined when the value stays. */
+function redactQueryPair(pair: string, eq: number, name: string): string | undefined {
+  const value = pair.slice(eq + 1);
+  if (CREDENTIAL_PARAMS.has(name) || CREDENTIAL_PARAM_SUFFIX.test(name))
+    return value.length > 0 && value !== "%5BREDACTED%5D" ? `${pair.slice(0, eq)}=%5BREDACTED%5D` : undefined;
+  // Any other value: only well-known credential shapes (a JWT, a cloud key) and user:password URLs.
+  if (value.length < 16) return undefined;
+  const scrubbed = redactText(decodeSafe(value.replaceAll("+", " ")));
+  return scrubbed === undefined ? undefined : `${pair.slice(0, eq)}=${encodeURIComponent(scrubbed)}`;
+}
+
+/** The exec/attach `command=` pairs (at `commandAt`) redacted in place as one argv; true when any changed. */
+function redactCommandPairs(pairs: string[], commandAt: number[]): boolean {
+  // Decoded as URLSearchParams decodes them (`+` is a space), as the detector reads the command.
+  const argv = commandAt.map((i) => {
+    const pair = pairs[i] as string;
+    return decodeSafe(pair.slice(pair.indexOf("=") + 1).replaceAll("+", " "));
+  });
+  const scrubbed = redactArgv(argv);
+  if (!scrubbed) return false;
+  commandAt.forEach((i, n) => {
+    if (scrubbed[n] !== argv[n]) {
+      const pair = pairs[i] as string;
+      pairs[i] = `${pair.slice(0, pair.indexOf("="))}=${encodeURIComponent(scrubbed[n] as string)}`;
+    }
+  });
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -395,6 +399,28 @@ function unescapePointer(segment: string): string {
   return segment.replaceAll("~1", "/").replaceAll("~0", "~");
 }
 
+/** Under a custom resource whose kind names Secret (ExternalSecret, SealedSecret…), templates' data is Secret content. */
+function withSecretCarrier(kind: unknown, ctx: Context): Context {
+  return typeof kind === "string" && kind !== "Secret" && kind.includes("Secret") ? ctx | SECRET_CARRIER : ctx;
+}
+
+/**
+ * A Secret: by its kind; without a kind, inside a Secrets body; or holding data/stringData under a Secret carrier or
+ * with a Secret's type. `context` is `ctx` as seen inside the object (withSecretCarrier).
+ */
+function isSecretObject(o: Json, ctx: Context, context: Context): boolean {
+  const kind = o.kind;
+  if (kind === "Secret" || (kind === undefined && (ctx & SECRET_BODY) !== 0)) return true;
+  if (o.data === undefined && o.stringData === undefined) return false;
+  return (context & SECRET_CARRIER) !== 0 || (typeof o.type === "string" && SECRET_TYPE.test(o.type));
+}
+
+/** {name, value}: an env var or a CR's parameter whose name says its value is a credential. */
+function isCredentialParameter(o: Json): boolean {
+  const name = o.name;
+  return typeof name === "string" && typeof o.value === "string" && CREDENTIAL_ENV.test(name) && !ENV_NOT_A_VALUE.test(name);
+}
+
 class BodyWalker {
   constructor(
     private readonly walk: Walk,
@@ -419,44 +445,39 @@ class BodyWalker {
     while (stack.length > 0) {
       const place = stack.pop() as Frame;
       const { value, context: ctx } = place;
-      if (Array.isArray(value)) {
-        if (value.length > 0 && isJsonPatch(value)) this.jsonPatch(value, place, ctx, stack);
-        else
-          for (let i = value.length - 1; i >= 0; i--) {
-            const item = value[i];
-            if (item !== null && typeof item === "object") stack.push({ value: item, parent: place, key: i, context: ctx });
-            else if (typeof item === "string") {
-              // A container's args: ["--api-token", "<value>"].
-              const previous = i > 0 ? value[i - 1] : undefined;
-              if (typeof previous === "string" && SECRET_FLAG.test(previous) && item !== REDACTED && !item.startsWith("$")) {
-                value[i] = REDACTED;
-                this.record(place, i);
-              } else this.stringAt(value, i, undefined, place, ctx);
-            }
-          }
-      } else if (isObject(value)) this.object(value, place, ctx, stack);
+      if (Array.isArray(value)) this.array(value, place, ctx, stack);
+      else if (isObject(value)) this.object(value, place, ctx, stack);
     }
+  }
+
+  private array(list: unknown[], place: Place, ctx: Context, stack: Frame[]): void {
+    if (list.length > 0 && isJsonPatch(list)) {
+      this.jsonPatch(list, place, ctx, stack);
+      return;
+    }
+    for (let i = list.length - 1; i >= 0; i--) {
+      const item = list[i];
+      if (item !== null && typeof item === "object") stack.push({ value: item, parent: place, key: i, context: ctx });
+      else if (typeof item === "string") this.listString(list, i, item, place, ctx);
+    }
+  }
+
+  /** A string in a list: the word after a secret flag (a container's args: ["--api-token", "<value>"]), else any string. */
+  private listString(list: unknown[], i: number, item: string, place: Place, ctx: Context): void {
+    const previous = i > 0 ? list[i - 1] : undefined;
+    if (typeof previous === "string" && SECRET_FLAG.test(previous) && item !== REDACTED && !item.startsWith("$")) {
+      list[i] = REDACTED;
+      this.record(place, i);
+    } else this.stringAt(list, i, undefined, place, ctx);
   }
 
   private object(o: Json, place: Place | undefined, ctx: Context, stack: Frame[]): void {
     const kind = o.kind;
-    let context = ctx;
-    let secret = false;
-    if (typeof kind === "string") {
-      if (kind === "Secret") secret = true;
-      else if (kind.includes("Secret")) context |= SECRET_CARRIER;
-    } else if (kind === undefined && (ctx & SECRET_BODY) !== 0) secret = true;
-    if (!secret && (o.data !== undefined || o.stringData !== undefined))
-      secret = (context & SECRET_CARRIER) !== 0 || (typeof o.type === "string" && SECRET_TYPE.test(o.type));
-    if (secret) {
-      if (redactMap(o, "data")) this.record(place, "data");
-      if (redactMap(o, "stringData")) this.record(place, "stringData");
-    }
+    const context = withSecretCarrier(kind, ctx);
+    const secret = isSecretObject(o, ctx, context);
+    if (secret) this.secretData(o, place);
     if (kind === "Table" && Array.isArray(o.columnDefinitions) && Array.isArray(o.rows)) this.tableCells(o, place);
-    // {name, value}: an env var or a CR's parameter whose name says it is a credential.
-    const envName = o.name;
-    const envSecret =
-      typeof envName === "string" && typeof o.value === "string" && CREDENTIAL_ENV.test(envName) && !ENV_NOT_A_VALUE.test(envName);
+    const envSecret = isCredentialParameter(o);
     // for…in allocates no key array; a parsed JSON object has no inherited enumerable keys.
     for (const key in o) {
       if (secret && (key === "data" || key === "stringData")) continue;
@@ -464,14 +485,22 @@ class BodyWalker {
       if (key === "managedFields") continue;
       const v = o[key];
       if (typeof v === "string") {
-        if (envSecret && key === "value") {
-          if (v !== REDACTED && v.length > 0) {
-            o[key] = REDACTED;
-            this.record(place, key);
-          }
-        } else this.stringAt(o, key, key, place, context);
+        if (envSecret && key === "value") this.credentialValue(o, key, v, place);
+        else this.stringAt(o, key, key, place, context);
       } else if (v !== null && typeof v === "object") stack.push({ value: v, parent: place, key, context });
     }
+  }
+
+  /** A Secret's data and stringData: every value replaced, the keys kept. */
+  private secretData(o: Json, place: Place | undefined): void {
+    if (redactMap(o, "data")) this.record(place, "data");
+    if (redactMap(o, "stringData")) this.record(place, "stringData");
+  }
+
+  private credentialValue(o: Json, key: string, value: string, place: Place | undefined): void {
+    if (value === REDACTED || value.length === 0) return;
+    o[key] = REDACTED;
+    this.record(place, key);
   }
 
   /** A Table's cells under a column named like a credential (a CR's printer column on .spec.password). */
@@ -495,36 +524,41 @@ class BodyWalker {
     for (let i = ops.length - 1; i >= 0; i--) {
       const op = ops[i];
       if (!isObject(op)) continue;
-      const opPlace: Place = { parent: place, key: i };
-      if (!("value" in op) || typeof op.path !== "string") {
-        stack.push({ value: op, parent: place, key: i, context: ctx });
-        continue;
-      }
-      const segments = op.path.split("/").slice(1).map(unescapePointer);
-      const first = segments[0];
-      const last = segments[segments.length - 1];
-      const value = op.value;
-      const secretData = (ctx & (SECRET_BODY | SECRET_CARRIER)) !== 0 && segments.some((s) => s === "data" || s === "stringData");
-      if (secretData || (last === "value" && segments.includes("env"))) {
-        // /data/key, /stringData, /spec/template/data…: Secret content; /…/env/0/value: we cannot see the name.
-        if (isObject(value) && !segments.includes("env")) {
-          if (redactMap(op, "value")) this.record(opPlace, "value");
-        } else if (value !== REDACTED && value !== null && value !== undefined) {
-          op.value = REDACTED;
-          this.record(opPlace, "value");
-        }
-        continue;
-      }
-      if (typeof value === "string") {
-        // The value is what the last segment names: /metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration.
-        this.stringAt(op, "value", last, opPlace, ctx);
-      } else if (Array.isArray(value) && last === "env") {
-        stack.push({ value, parent: opPlace, key: "value", context: ctx });
-      } else if (value !== null && typeof value === "object") {
-        // `/`, `/metadata`, `/metadata/annotations`, `/spec/template`: the value is walked as what it is.
-        const asSecret = first === undefined || first === "" ? ctx : ctx & ~SECRET_BODY;
-        stack.push({ value, parent: opPlace, key: "value", context: asSecret });
-      }
+      if ("value" in op && typeof op.path === "string") this.patchOperation(op, op.path, { parent: place, key: i }, ctx, stack);
+      else stack.push({ value: op, parent: place, key: i, context: ctx });
+    }
+  }
+
+  /** One operation with a value, judged by its content and by where (`path`) it writes. */
+  private patchOperation(op: Json, path: string, opPlace: Place, ctx: Context, stack: Frame[]): void {
+    const segments = path.split("/").slice(1).map(unescapePointer);
+    const first = segments[0];
+    const last = segments[segments.length - 1];
+    const value = op.value;
+    const secretData = (ctx & (SECRET_BODY | SECRET_CARRIER)) !== 0 && segments.some((s) => s === "data" || s === "stringData");
+    if (secretData || (last === "value" && segments.includes("env"))) {
+      // /data/key, /stringData, /spec/template/data…: Secret content; /…/env/0/value: we cannot see the name.
+      this.patchSecretValue(op, segments, opPlace);
+    } else if (typeof value === "string") {
+      // The value is what the last segment names: /metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration.
+      this.stringAt(op, "value", last, opPlace, ctx);
+    } else if (Array.isArray(value) && last === "env") {
+      stack.push({ value, parent: opPlace, key: "value", context: ctx });
+    } else if (value !== null && typeof value === "object") {
+      // `/`, `/metadata`, `/metadata/annotations`, `/spec/template`: the value is walked as what it is.
+      const asSecret = first === undefined || first === "" ? ctx : ctx & ~SECRET_BODY;
+      stack.push({ value, parent: opPlace, key: "value", context: asSecret });
+    }
+  }
+
+  /** An operation writing Secret data or an env value: a data map keeps its keys, anything else goes whole. */
+  private patchSecretValue(op: Json, segments: string[], opPlace: Place): void {
+    const value = op.value;
+    if (isObject(value) && !segments.includes("env")) {
+      if (redactMap(op, "value")) this.record(opPlace, "value");
+    } else if (value !== REDACTED && value !== null && value !== undefined) {
+      op.value = REDACTED;
+      this.record(opPlace, "value");
     }
   }
 
@@ -645,39 +679,53 @@ export function redactEvent(item: unknown): string[] {
     if (body === undefined || body === null) continue;
     new BodyWalker(walk, field).run(item, field, ctx);
   }
-  if (typeof item.requestURI === "string") {
-    const { uri, redacted } = redactRequestURI(item.requestURI);
-    if (redacted) {
-      item.requestURI = uri;
-      walk.out.push("requestURI");
-    }
-  }
-  const status = item.responseStatus;
-  if (isObject(status) && typeof status.message === "string") {
-    let message = redactText(status.message) ?? status.message;
-    if (ctx === SECRET_BODY) message = message.replace(INVALID_VALUE, (_m, label: string) => `${label}"${REDACTED}"`);
-    if (message !== status.message) {
-      status.message = message;
-      walk.out.push("responseStatus.message");
-    }
-  }
-  const annotations = item.annotations;
-  if (isObject(annotations)) {
-    for (const key of Object.keys(annotations)) {
-      const value = annotations[key];
-      if (typeof value !== "string" || !key.startsWith(WEBHOOK_PATCH_PREFIX)) continue;
-      const next = redactJsonString(value, walk, `annotations.${key}`);
-      if (next !== undefined) annotations[key] = next;
-    }
-  }
+  redactEventURI(item, walk);
+  redactStatusMessage(item, ctx, walk);
+  redactWebhookPatches(item, walk);
   if (walk.out.length === 0) return [];
   const unique = [...new Set(walk.out)];
+  markRedacted(item, unique);
+  return unique;
+}
+
+function redactEventURI(item: Json, walk: Walk): void {
+  if (typeof item.requestURI !== "string") return;
+  const { uri, redacted } = redactRequestURI(item.requestURI);
+  if (!redacted) return;
+  item.requestURI = uri;
+  walk.out.push("requestURI");
+}
+
+/** responseStatus.message: free text, and about a Secret it may echo the refused value. */
+function redactStatusMessage(item: Json, ctx: Context, walk: Walk): void {
+  const status = item.responseStatus;
+  if (!isObject(status) || typeof status.message !== "string") return;
+  let message = redactText(status.message) ?? status.message;
+  if (ctx === SECRET_BODY) message = message.replace(INVALID_VALUE, (_m, label: string) => `${label}"${REDACTED}"`);
+  if (message === status.message) return;
+  status.message = message;
+  walk.out.push("responseStatus.message");
+}
+
+/** Admission webhooks' JSON patches recorded as annotations. */
+function redactWebhookPatches(item: Json, walk: Walk): void {
+  const annotations = item.annotations;
+  if (!isObject(annotations)) return;
+  for (const key of Object.keys(annotations)) {
+    const value = annotations[key];
+    if (typeof value !== "string" || !key.startsWith(WEBHOOK_PATCH_PREFIX)) continue;
+    const next = redactJsonString(value, walk, `annotations.${key}`);
+    if (next !== undefined) annotations[key] = next;
+  }
+}
+
+/** REDACTED_ANNOTATION on the event: the redacted paths, at most MAX_LISTED_PATHS of them. */
+function markRedacted(item: Json, paths: string[]): void {
   const listed =
-    unique.length > MAX_LISTED_PATHS ? [...unique.slice(0, MAX_LISTED_PATHS), `+${unique.length - MAX_LISTED_PATHS} more`] : unique;
+    paths.length > MAX_LISTED_PATHS ? [...paths.slice(0, MAX_LISTED_PATHS), `+${paths.length - MAX_LISTED_PATHS} more`] : paths;
   const marked = isObject(item.annotations) ? item.annotations : {};
   marked[REDACTED_ANNOTATION] = listed.join(",");
   item.annotations = marked;
-  return unique;
 }
 
 /**
