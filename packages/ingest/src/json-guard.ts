@@ -44,86 +44,7 @@ const MAX_KEY_CHARS = 64;
  * of an event that opens its (maxDepth+1)th nested level is replaced by a DepthMarker.
  */
 export function parseJsonGuarded(text: string, maxDepth: number): GuardedJson {
-  const cuts: (DepthCut & { start: number; end: number })[] = [];
-  const n = text.length;
-  let depth = 0;
-  let rootIsArray = false;
-  /** Inside the root object's "items" array (an EventList). */
-  let inItems = false;
-  let item = 0;
-  let lastString = "";
-  let rootKey = "";
-  let field = "";
-  let cutStart = -1;
-  let cutAt = 0;
-  let cutDeepest = 0;
-
-  const eventDepth = () => (rootIsArray ? 2 : inItems ? 3 : 1);
-
-  scan: for (let i = 0; i < n; i++) {
-    const c = text.charCodeAt(i);
-    switch (c) {
-      case QUOTE: {
-        // Find the closing quote: the first one preceded by an even number of backslashes.
-        let j = i;
-        for (;;) {
-          j = text.indexOf('"', j + 1);
-          if (j < 0) break scan; // unterminated: JSON.parse reports it
-          let k = j - 1;
-          while (text.charCodeAt(k) === BACKSLASH) k--;
-          if ((j - 1 - k) % 2 === 0) break;
-        }
-        if (cutStart < 0 && (depth === 1 || depth === eventDepth())) lastString = j - i - 1 <= MAX_KEY_CHARS ? text.slice(i + 1, j) : "";
-        i = j;
-        break;
-      }
-      case OPEN_BRACE:
-      case OPEN_BRACKET: {
-        depth++;
-        if (depth === 1) {
-          rootIsArray = c === OPEN_BRACKET;
-          break;
-        }
-        if (cutStart >= 0) {
-          if (depth > cutDeepest) cutDeepest = depth;
-          break;
-        }
-        if (depth === 2 && !rootIsArray && rootKey === "items" && c === OPEN_BRACKET) {
-          inItems = true;
-          item = 0;
-          break;
-        }
-        if (depth === eventDepth()) field = "";
-        if (depth - eventDepth() > maxDepth) {
-          cutStart = i;
-          cutAt = depth;
-          cutDeepest = depth;
-        }
-        break;
-      }
-      case CLOSE_BRACE:
-      case CLOSE_BRACKET: {
-        if (depth <= 0) break scan; // unbalanced: JSON.parse reports it
-        if (cutStart >= 0 && depth === cutAt) {
-          cuts.push({ start: cutStart, end: i + 1, item, field, depth: cutDeepest - cutAt + 1 });
-          cutStart = -1;
-        } else if (cutStart < 0 && inItems && depth === 2) {
-          inItems = false;
-        }
-        depth--;
-        break;
-      }
-      case COMMA:
-        if (cutStart < 0 && depth === eventDepth() - 1 && (rootIsArray || inItems)) item++;
-        break;
-      case COLON:
-        if (cutStart >= 0) break;
-        if (depth === 1) rootKey = lastString;
-        if (depth === eventDepth()) field = lastString;
-        break;
-    }
-  }
-
+  const cuts = new DepthScanner(text, maxDepth).scan();
   if (cuts.length === 0) return { value: JSON.parse(text), cuts: [] };
   const parts: string[] = [];
   let from = 0;
@@ -133,6 +54,136 @@ export function parseJsonGuarded(text: string, maxDepth: number): GuardedJson {
   }
   parts.push(text.slice(from));
   return { value: JSON.parse(parts.join("")), cuts: cuts.map(({ item, field, depth }) => ({ item, field, depth })) };
+}
+
+/** A value to cut out of the text: [start, end) and what the caller is told about it. */
+type PendingCut = DepthCut & { start: number; end: number };
+
+/**
+ * One pass over the text's structural characters (strings are skipped whole with indexOf), tracking where each event
+ * starts, its current top-level field, and the value being cut. One scanner per body; its state lives in fields so each
+ * kind of character has its own small method.
+ */
+class DepthScanner {
+  private readonly cuts: PendingCut[] = [];
+  private depth = 0;
+  private rootIsArray = false;
+  /** Inside the root object's "items" array (an EventList). */
+  private inItems = false;
+  private item = 0;
+  private lastString = "";
+  private rootKey = "";
+  private field = "";
+  private cutStart = -1;
+  private cutAt = 0;
+  private cutDeepest = 0;
+
+  constructor(
+    private readonly text: string,
+    private readonly maxDepth: number,
+  ) {}
+
+  /** The cuts to make, in text order. Stops early on malformed text: JSON.parse then reports it. */
+  scan(): PendingCut[] {
+    const text = this.text;
+    const n = text.length;
+    for (let i = 0; i < n; i++) {
+      switch (text.charCodeAt(i)) {
+        case QUOTE:
+          i = this.string(i);
+          if (i < 0) return this.cuts; // unterminated
+          break;
+        case OPEN_BRACE:
+          this.open(i, false);
+          break;
+        case OPEN_BRACKET:
+          this.open(i, true);
+          break;
+        case CLOSE_BRACE:
+        case CLOSE_BRACKET:
+          if (!this.close(i)) return this.cuts; // unbalanced
+          break;
+        case COMMA:
+          this.comma();
+          break;
+        case COLON:
+          this.colon();
+          break;
+      }
+    }
+    return this.cuts;
+  }
+
+  private eventDepth(): number {
+    return this.rootIsArray ? 2 : this.inItems ? 3 : 1;
+  }
+
+  /** A string opening at `i`, kept when it may be a key we need; returns its closing quote's index, -1 when none. */
+  private string(i: number): number {
+    const j = closingQuote(this.text, i);
+    if (j >= 0 && this.cutStart < 0 && (this.depth === 1 || this.depth === this.eventDepth()))
+      this.lastString = j - i - 1 <= MAX_KEY_CHARS ? this.text.slice(i + 1, j) : "";
+    return j;
+  }
+
+  private open(i: number, bracket: boolean): void {
+    const depth = ++this.depth;
+    if (depth === 1) {
+      this.rootIsArray = bracket;
+      return;
+    }
+    if (this.cutStart >= 0) {
+      if (depth > this.cutDeepest) this.cutDeepest = depth;
+      return;
+    }
+    if (depth === 2 && !this.rootIsArray && this.rootKey === "items" && bracket) {
+      this.inItems = true;
+      this.item = 0;
+      return;
+    }
+    const eventDepth = this.eventDepth();
+    if (depth === eventDepth) this.field = "";
+    if (depth - eventDepth > this.maxDepth) {
+      this.cutStart = i;
+      this.cutAt = depth;
+      this.cutDeepest = depth;
+    }
+  }
+
+  /** False when this closes more than was opened. */
+  private close(i: number): boolean {
+    if (this.depth <= 0) return false;
+    if (this.cutStart >= 0 && this.depth === this.cutAt) {
+      this.cuts.push({ start: this.cutStart, end: i + 1, item: this.item, field: this.field, depth: this.cutDeepest - this.cutAt + 1 });
+      this.cutStart = -1;
+    } else if (this.cutStart < 0 && this.inItems && this.depth === 2) {
+      this.inItems = false;
+    }
+    this.depth--;
+    return true;
+  }
+
+  private comma(): void {
+    if (this.cutStart < 0 && this.depth === this.eventDepth() - 1 && (this.rootIsArray || this.inItems)) this.item++;
+  }
+
+  private colon(): void {
+    if (this.cutStart >= 0) return;
+    if (this.depth === 1) this.rootKey = this.lastString;
+    if (this.depth === this.eventDepth()) this.field = this.lastString;
+  }
+}
+
+/** The index of the quote closing the string opened at `open` (the first not escaped by a backslash), or -1. */
+function closingQuote(text: string, open: number): number {
+  let j = open;
+  for (;;) {
+    j = text.indexOf('"', j + 1);
+    if (j < 0) return -1;
+    let k = j - 1;
+    while (text.charCodeAt(k) === BACKSLASH) k--;
+    if ((j - 1 - k) % 2 === 0) return j;
+  }
 }
 
 export function depthMarker(depth: number): DepthMarker {

@@ -215,14 +215,7 @@ function shortenDeep(root: unknown, field: string, dropped: Dropped): { value: u
   }
   if (root === null || typeof root !== "object") return { value: root, changed: false };
   let changed = false;
-  const frame = (node: Json | unknown[], depth: number, path: string): Frame => ({
-    node,
-    keys: Array.isArray(node) ? undefined : Object.keys(node),
-    next: 0,
-    depth,
-    path,
-  });
-  const stack: Frame[] = [frame(root as Json | unknown[], 0, field)];
+  const stack: Frame[] = [frameOf(root as Json | unknown[], 0, field)];
   while (stack.length > 0) {
     const top = stack[stack.length - 1] as Frame;
     const length = top.keys ? top.keys.length : (top.node as unknown[]).length;
@@ -234,31 +227,51 @@ function shortenDeep(root: unknown, field: string, dropped: Dropped): { value: u
     let key: string | number = top.keys ? (top.keys[i] as string) : i;
     const holder = top.node as Record<string | number, unknown>;
     if (typeof key === "string" && key.length > LONG_STRING) {
-      const short = shorten(key, KEEP_CHARS);
-      holder[short] = holder[key];
-      delete holder[key];
-      dropped.add(`${top.path}[${key.slice(0, 64)}…]`);
-      key = short;
+      key = shortenKey(holder, key, top.path, dropped);
       changed = true;
     }
-    const value = holder[key];
-    if (typeof value === "string") {
-      if (value.length > LONG_STRING) {
-        holder[key] = shorten(value, KEEP_CHARS);
-        dropped.add(childPath(top.path, key));
-        changed = true;
-      }
-    } else if (value !== null && typeof value === "object") {
-      if (top.depth + 1 >= MAX_DEPTH) {
-        holder[key] = DEEP;
-        dropped.add(childPath(top.path, key));
-        changed = true;
-      } else {
-        stack.push(frame(value as Json | unknown[], top.depth + 1, childPath(top.path, key)));
-      }
-    }
+    if (shortenValue(holder, key, top, stack, dropped)) changed = true;
   }
   return { value: root, changed };
+}
+
+function frameOf(node: Json | unknown[], depth: number, path: string): Frame {
+  return { node, keys: Array.isArray(node) ? undefined : Object.keys(node), next: 0, depth, path };
+}
+
+/** Renames a long key to its shortened form (the value moves with it); returns the new key. */
+function shortenKey(holder: Record<string | number, unknown>, key: string, path: string, dropped: Dropped): string {
+  const short = shorten(key, KEEP_CHARS);
+  holder[short] = holder[key];
+  delete holder[key];
+  dropped.add(`${path}[${key.slice(0, 64)}…]`);
+  return short;
+}
+
+/**
+ * One value under `top`: a long string is shortened and a container at MAX_DEPTH replaced by DEEP (both return true);
+ * any other container is pushed to be walked.
+ */
+function shortenValue(
+  holder: Record<string | number, unknown>,
+  key: string | number,
+  top: Frame,
+  stack: Frame[],
+  dropped: Dropped,
+): boolean {
+  const value = holder[key];
+  if (typeof value === "string") {
+    if (value.length <= LONG_STRING) return false;
+    holder[key] = shorten(value, KEEP_CHARS);
+  } else if (value !== null && typeof value === "object") {
+    if (top.depth + 1 < MAX_DEPTH) {
+      stack.push(frameOf(value as Json | unknown[], top.depth + 1, childPath(top.path, key)));
+      return false;
+    }
+    holder[key] = DEEP;
+  } else return false;
+  dropped.add(childPath(top.path, key));
+  return true;
 }
 
 function emptyValues(map: Json): boolean {
