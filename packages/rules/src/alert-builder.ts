@@ -120,15 +120,11 @@ function truncated(event: AuditEvent): boolean {
  */
 export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = new Date(), attempt?: string): Alert {
   const def = rule.definition;
-  const ruleId = attempt === undefined ? def.id : `${def.id}.attempt`;
-  const severity = attempt === undefined ? def.severity : LOWER_SEVERITY[def.severity];
-  const name = attempt === undefined ? def.name : `Attempt refused: ${def.name}`;
+  const { ruleId, name, severity, riskScore } = alertRuleFields(def, attempt);
   const cluster = event.cluster ?? "default";
   const effective = effectiveUser(event);
   const user = effective.username;
   const authenticated = authenticatedUser(event).username;
-  const code = event.responseStatus?.code;
-  const decision = event.annotations?.["authorization.k8s.io/decision"];
   const impersonated = event.impersonatedUser?.username;
   const actor = impersonated ? `${authenticated ?? "unknown"} (as ${impersonated})` : (user ?? "unknown");
   const id = alertId(ruleId, cluster, event.auditID, event.requestReceivedTimestamp ?? event.timestamp ?? "");
@@ -146,32 +142,61 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
       ruleId,
       name,
       severity,
-      riskScore: attempt === undefined ? (def.risk_score ?? SEVERITY_SCORES[severity]) : SEVERITY_SCORES[severity],
+      riskScore,
       timestamp: eventTime(event),
       message: `${name}: ${actor} ${event.verb} ${describeTarget(event, requestURI)}${cut ? " (body truncated)" : ""}`,
       action: event.verb,
-      outcome: code === undefined && decision === undefined ? "unknown" : failed(event) ? "failure" : "success",
+      outcome: outcomeOf(event),
       ...(reason === undefined ? {} : { reason }),
       created: now.toISOString(),
     }),
     ...(user || effective.uid ? { user: { name: user, id: effective.uid, roles: effective.groups ?? undefined } } : {}),
     ...entities,
     related: { ...entities.related, user: related },
-    ...(attempt === undefined && !cut
-      ? {}
-      : { labels: { ...(attempt === undefined ? {} : { attempt: "true" }), ...(cut ? { truncated: "true" } : {}) } }),
-    kubernetes: {
-      audit: {
-        auditID: [event.auditID],
-        verb: event.verb,
-        requestURI,
-        stage: event.stage,
-        level: event.level,
-        ...(event.requestReceivedTimestamp ? { requestReceivedTimestamp: event.requestReceivedTimestamp } : {}),
-        ...(code !== undefined ? { responseStatus: { code } } : {}),
-        ...(impersonated ? { impersonatedUser: { username: impersonated }, user: { username: authenticated } } : {}),
-        ...(cut ? { truncated: true } : {}),
-      },
-    },
+    ...alertLabels(attempt !== undefined, cut),
+    kubernetes: { audit: kubernetesAudit(event, requestURI, authenticated, cut) },
+  };
+}
+
+/** The rule's own id, name and severity, or an attempt's: `<id>.attempt`, "Attempt refused: …", one severity lower. */
+function alertRuleFields(
+  def: RuleDefinition,
+  attempt: string | undefined,
+): { ruleId: string; name: string; severity: RuleDefinition["severity"]; riskScore: number } {
+  if (attempt === undefined)
+    return { ruleId: def.id, name: def.name, severity: def.severity, riskScore: def.risk_score ?? SEVERITY_SCORES[def.severity] };
+  const severity = LOWER_SEVERITY[def.severity];
+  return { ruleId: `${def.id}.attempt`, name: `Attempt refused: ${def.name}`, severity, riskScore: SEVERITY_SCORES[severity] };
+}
+
+/** Unknown when the event records neither a response code nor an authorization decision. */
+function outcomeOf(event: AuditEvent): Alert["event"]["outcome"] {
+  if (event.responseStatus?.code === undefined && event.annotations?.["authorization.k8s.io/decision"] === undefined) return "unknown";
+  return failed(event) ? "failure" : "success";
+}
+
+function alertLabels(attempt: boolean, cut: boolean): Pick<Alert, "labels"> {
+  if (!attempt && !cut) return {};
+  return { labels: { ...(attempt ? { attempt: "true" } : {}), ...(cut ? { truncated: "true" } : {}) } };
+}
+
+function kubernetesAudit(
+  event: AuditEvent,
+  requestURI: string,
+  authenticated: string | undefined,
+  cut: boolean,
+): Alert["kubernetes"]["audit"] {
+  const code = event.responseStatus?.code;
+  const impersonated = event.impersonatedUser?.username;
+  return {
+    auditID: [event.auditID],
+    verb: event.verb,
+    requestURI,
+    stage: event.stage,
+    level: event.level,
+    ...(event.requestReceivedTimestamp ? { requestReceivedTimestamp: event.requestReceivedTimestamp } : {}),
+    ...(code !== undefined ? { responseStatus: { code } } : {}),
+    ...(impersonated ? { impersonatedUser: { username: impersonated }, user: { username: authenticated } } : {}),
+    ...(cut ? { truncated: true } : {}),
   };
 }

@@ -108,29 +108,28 @@ function isAuditEvent(root: unknown): root is AuditEvent {
 }
 
 function plainVisitor(segments: string[]): (root: unknown, found: (value: unknown) => boolean) => boolean {
+  const last = segments.length;
+  // These three closures are made once per compiled path, not per event.
   const walk = (value: unknown, depth: number, found: (value: unknown) => boolean): boolean => {
     if (value === undefined || value === null) return false;
-    if (Array.isArray(value)) {
-      for (const element of value) if (walk(element, depth, found)) return true;
-      return false;
-    }
-    if (depth === segments.length) return found(value);
+    if (Array.isArray(value)) return anyElement(value, depth, found);
+    if (depth === last) return found(value);
     if (typeof value !== "object") return false;
     const key = segments[depth] as string;
     const record = value as Record<string, unknown>;
-    if (key === "*") {
-      for (const k in record) if (walk(record[k], depth + 1, found)) return true;
-      return false;
-    }
-    if (key === "~keys") {
-      if (depth + 1 !== segments.length) return false;
-      for (const k in record) if (found(k)) return true;
-      return false;
-    }
+    if (key === "*") return anyProperty(record, depth + 1, found);
+    if (key === "~keys") return depth + 1 === last && anyKey(record, found);
     return walk(record[key], depth + 1, found);
   };
+  const anyElement = (list: unknown[], depth: number, found: (value: unknown) => boolean): boolean => {
+    for (const element of list) if (walk(element, depth, found)) return true;
+    return false;
+  };
+  const anyProperty = (record: Record<string, unknown>, depth: number, found: (value: unknown) => boolean): boolean => {
+    for (const k in record) if (walk(record[k], depth, found)) return true;
+    return false;
+  };
   // Most paths meet plain objects all the way down: walk those with a loop, and recurse only from an array or wildcard.
-  const last = segments.length;
   return (root, found) => {
     let value = root;
     for (let depth = 0; depth < last; depth++) {
@@ -172,6 +171,11 @@ function expandIPv6(ip: string): bigint | undefined {
     n = (n << 16n) | BigInt(Number.parseInt(g, 16));
   }
   return n;
+}
+
+function anyKey(record: Record<string, unknown>, found: (value: unknown) => boolean): boolean {
+  for (const k in record) if (found(k)) return true;
+  return false;
 }
 
 /** A CIDR membership test for IPv4 and IPv6 (IPv4-mapped IPv6 addresses are matched as IPv4). */
@@ -351,36 +355,44 @@ export function compileCondition(condition: Condition, ctx: CompileContext, macr
  */
 export function requiredValues(condition: Condition, field: string, ctx: CompileContext, depth = 0): Set<string> | undefined {
   if (depth > 32) return undefined;
-  if ("all" in condition) {
-    let result: Set<string> | undefined;
-    for (const part of condition.all) {
-      const values = requiredValues(part, field, ctx, depth + 1);
-      if (values) result = result ? new Set([...result].filter((v) => values.has(v))) : values;
-    }
-    return result;
-  }
-  if ("any" in condition) {
-    const union = new Set<string>();
-    for (const part of condition.any) {
-      const values = requiredValues(part, field, ctx, depth + 1);
-      if (!values) return undefined;
-      for (const v of values) union.add(v);
-    }
-    return union;
-  }
+  if ("all" in condition) return requiredByAll(condition.all, field, ctx, depth + 1);
+  if ("any" in condition) return requiredByAny(condition.any, field, ctx, depth + 1);
   if ("not" in condition) return undefined;
   if ("macro" in condition) {
     const body = ctx.macros.get(condition.macro);
     return body ? requiredValues(body, field, ctx, depth + 1) : undefined;
   }
-  // An `every` test holds vacuously when the field is absent, so it pins nothing.
-  if (condition.field !== field || condition.ignore_case || condition.every) return undefined;
-  if (typeof condition.equals === "string") return new Set([condition.equals]);
-  if (condition.in !== undefined) {
-    const list = Array.isArray(condition.in) ? condition.in : ctx.lists.get(condition.in.list);
-    if (list?.every((v) => typeof v === "string")) return new Set(list as string[]);
+  return requiredByFieldTest(condition, field, ctx);
+}
+
+/** What every part that pins the field allows (the intersection); undefined when no part pins it. */
+function requiredByAll(parts: Condition[], field: string, ctx: CompileContext, depth: number): Set<string> | undefined {
+  let result: Set<string> | undefined;
+  for (const part of parts) {
+    const values = requiredValues(part, field, ctx, depth);
+    if (values) result = result ? new Set([...result].filter((v) => values.has(v))) : values;
   }
-  return undefined;
+  return result;
+}
+
+/** What any branch allows (the union), when every branch pins the field. */
+function requiredByAny(branches: Condition[], field: string, ctx: CompileContext, depth: number): Set<string> | undefined {
+  const union = new Set<string>();
+  for (const branch of branches) {
+    const values = requiredValues(branch, field, ctx, depth);
+    if (!values) return undefined;
+    for (const v of values) union.add(v);
+  }
+  return union;
+}
+
+function requiredByFieldTest(test: FieldTest, field: string, ctx: CompileContext): Set<string> | undefined {
+  // An `every` test holds vacuously when the field is absent, so it pins nothing.
+  if (test.field !== field || test.ignore_case || test.every) return undefined;
+  if (typeof test.equals === "string") return new Set([test.equals]);
+  if (test.in === undefined) return undefined;
+  const list = Array.isArray(test.in) ? test.in : ctx.lists.get(test.in.list);
+  return list?.every((v) => typeof v === "string") ? new Set(list as string[]) : undefined;
 }
 
 /** Every field path the condition tests, through its macros (an evasion test asks what a rule looks at). */

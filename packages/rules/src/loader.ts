@@ -117,105 +117,30 @@ export function loadRules(dirs: string[] = [SHIPPED_RULES_DIR]): CompiledRule[] 
 
 /** The whole pack: per-event rules and windowed rules (documents with `kind: window`), sharing lists and macros. */
 export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: CompiledRule[]; windowRules: CompiledWindowRule[] } {
-  const problems: string[] = [];
-  const definitions: { definition: RuleDefinition; source: string; file: string }[] = [];
-  const windowDefinitions: { definition: TimedRuleDefinition; source: string; file: string }[] = [];
-  /** The file each macro was last defined in (site files may redefine shipped macros). */
-  const macroFiles = new Map<string, string>();
-  const lists = new Map<string, (string | number | boolean)[]>();
-  const siteExceptions: (Exceptions & { rule: string })[] = [];
-  const macros = new Map<string, z.infer<typeof LibrarySchema>["macros"][string]>();
-
-  for (const dir of dirs) {
-    for (const file of yamlFiles(dir)) {
-      const source = relative(dir, file);
-      const docs = parseAllDocuments(readFileSync(file, "utf8"));
-      for (const doc of Array.isArray(docs) ? docs : [docs]) {
-        if (doc.errors.length > 0) {
-          problems.push(`${file}: YAML: ${doc.errors[0]?.message}`);
-          continue;
-        }
-        const raw: unknown = doc.toJS();
-        if (raw === null || raw === undefined) continue;
-        if (typeof raw === "object" && !("id" in raw) && ("lists" in raw || "macros" in raw || "exceptions" in raw)) {
-          const lib = LibrarySchema.safeParse(raw);
-          if (!lib.success) problems.push(...issueLines(lib.error).map((p) => `${file}: library: ${p}`));
-          else {
-            // Site files extend shipped lists rather than replace them: exceptions grow without editing our files.
-            for (const [name, values] of Object.entries(lib.data.lists)) lists.set(name, [...(lists.get(name) ?? []), ...values]);
-            for (const [name, body] of Object.entries(lib.data.macros)) {
-              macros.set(name, body);
-              macroFiles.set(name, file);
-            }
-            siteExceptions.push(...lib.data.exceptions);
-          }
-          continue;
-        }
-        if (typeof raw === "object" && "kind" in raw) {
-          const windowRule = TimedRuleSchema.safeParse(raw);
-          const wid = String((raw as { id?: unknown }).id ?? "(no id)");
-          if (!windowRule.success) problems.push(...issueLines(windowRule.error).map((p) => `${file}: rule ${wid}: ${p}`));
-          else windowDefinitions.push({ definition: windowRule.data, source, file });
-          continue;
-        }
-        const parsed = RuleSchema.safeParse(raw);
-        const id = typeof raw === "object" && "id" in raw ? String((raw as { id: unknown }).id) : "(no id)";
-        if (!parsed.success) problems.push(...issueLines(parsed.error).map((p) => `${file}: rule ${id}: ${p}`));
-        else definitions.push({ definition: parsed.data, source, file });
-      }
-    }
-  }
-
-  const ctx: CompileContext = { lists, macros };
+  const pack = readPack(dirs);
+  const { problems } = pack;
+  const ctx: CompileContext = { lists: pack.lists, macros: pack.macros };
   // One predicate for the pack (compiled on first use, inside a rule's try: a broken site macro is that rule's problem).
   let systemRoutine: Predicate | undefined;
   const systemRoutineOf = () => {
     systemRoutine ??= compileCondition({ macro: SYSTEM_ROUTINE_MACRO }, ctx);
     return systemRoutine;
   };
-  // Every macro compiled once up front, so a broken one (a regex RE2 cannot run, an unknown list) is reported against
-  // its own file even when no rule uses it.
-  for (const [name, file] of macroFiles) {
-    try {
-      compileCondition({ macro: name }, ctx);
-    } catch (err) {
-      problems.push(`${file}: ${(err as Error).message}`);
-    }
-  }
+  checkMacros(pack.macroFiles, ctx, problems);
+  /** Rule id → the file that defined it first. */
   const seen = new Map<string, string>();
   const rules: CompiledRule[] = [];
-  for (const { definition, source, file } of definitions) {
-    const earlier = seen.get(definition.id);
-    if (earlier) {
-      problems.push(`${source}: rule ${definition.id}: id already used by ${earlier}`);
-      continue;
-    }
-    seen.set(definition.id, source);
+  for (const { definition, source, file } of pack.definitions) {
+    if (!claimId(definition.id, source, seen, problems)) continue;
     try {
-      const exceptions = mergeExceptions([
-        definition.exceptions,
-        ...siteExceptions.filter((e) => e.rule === definition.id || e.rule === "*"),
-      ]);
-      const condition = compileCondition(definition.condition, ctx);
-      const isSystemRoutine = systemRoutineOf();
-      const routine = definition.exclude_system_components ? isSystemRoutine : undefined;
-      const excused = exceptionPredicate(exceptions, ctx);
-      const matches: Predicate = (event) => condition(event) && !routine?.(event) && !excused?.(event);
-      const resources = requiredValues(definition.condition, "objectRef.resource", ctx);
-      const verbs = requiredValues(definition.condition, "verb", ctx);
-      const fields = fieldsRead(definition.condition, ctx);
-      rules.push({ definition, source, exceptions, resources, verbs, fields, isSystemRoutine, matches });
+      rules.push(compileRule(definition, source, pack.siteExceptions, ctx, systemRoutineOf));
     } catch (err) {
       problems.push(`${file}: rule ${definition.id}: condition: ${(err as Error).message}`);
     }
   }
   const windowRules: CompiledWindowRule[] = [];
-  for (const { definition, source, file } of windowDefinitions) {
-    if (seen.has(definition.id)) {
-      problems.push(`${source}: rule ${definition.id}: id already used by ${seen.get(definition.id)}`);
-      continue;
-    }
-    seen.set(definition.id, source);
+  for (const { definition, source, file } of pack.windowDefinitions) {
+    if (!claimId(definition.id, source, seen, problems)) continue;
     try {
       windowRules.push(compileTimedRule(definition, source, ctx, definition.exclude_system_components ? systemRoutineOf() : undefined));
     } catch (err) {
@@ -223,7 +148,129 @@ export function loadRulePack(dirs: string[] = [SHIPPED_RULES_DIR]): { rules: Com
     }
   }
   const known = new Set(rules.map((r) => r.definition.id));
-  for (const e of siteExceptions) if (e.rule !== "*" && !known.has(e.rule)) problems.push(`exceptions: no rule with id ${e.rule}`);
+  for (const e of pack.siteExceptions) if (e.rule !== "*" && !known.has(e.rule)) problems.push(`exceptions: no rule with id ${e.rule}`);
   if (problems.length > 0) throw new RuleLoadError(problems);
   return { rules, windowRules };
+}
+
+/** A definition and where it came from: `source` relative to its rules folder, `file` the full path. */
+interface Located<T> {
+  definition: T;
+  source: string;
+  file: string;
+}
+
+/** What the pack's files hold, before anything is compiled, and the problems found reading them. */
+interface PackSources {
+  problems: string[];
+  definitions: Located<RuleDefinition>[];
+  windowDefinitions: Located<TimedRuleDefinition>[];
+  /** The file each macro was last defined in (site files may redefine shipped macros). */
+  macroFiles: Map<string, string>;
+  lists: Map<string, (string | number | boolean)[]>;
+  macros: Map<string, z.infer<typeof LibrarySchema>["macros"][string]>;
+  siteExceptions: (Exceptions & { rule: string })[];
+}
+
+function readPack(dirs: string[]): PackSources {
+  const pack: PackSources = {
+    problems: [],
+    definitions: [],
+    windowDefinitions: [],
+    macroFiles: new Map(),
+    lists: new Map(),
+    macros: new Map(),
+    siteExceptions: [],
+  };
+  for (const dir of dirs) for (const file of yamlFiles(dir)) readRuleFile(file, relative(dir, file), pack);
+  return pack;
+}
+
+function readRuleFile(file: string, source: string, pack: PackSources): void {
+  const docs = parseAllDocuments(readFileSync(file, "utf8"));
+  for (const doc of Array.isArray(docs) ? docs : [docs]) {
+    if (doc.errors.length > 0) pack.problems.push(`${file}: YAML: ${doc.errors[0]?.message}`);
+    else readDocument(doc.toJS(), file, source, pack);
+  }
+}
+
+/** A library (lists, macros, exceptions; no id), a windowed rule (it has a `kind`) or a per-event rule. */
+function readDocument(raw: unknown, file: string, source: string, pack: PackSources): void {
+  if (raw === null || raw === undefined) return;
+  if (typeof raw === "object" && !("id" in raw) && ("lists" in raw || "macros" in raw || "exceptions" in raw)) readLibrary(raw, file, pack);
+  else if (typeof raw === "object" && "kind" in raw) readWindowRule(raw, file, source, pack);
+  else readRule(raw, file, source, pack);
+}
+
+function readLibrary(raw: object, file: string, pack: PackSources): void {
+  const lib = LibrarySchema.safeParse(raw);
+  if (!lib.success) {
+    pack.problems.push(...issueLines(lib.error).map((p) => `${file}: library: ${p}`));
+    return;
+  }
+  // Site files extend shipped lists rather than replace them: exceptions grow without editing our files.
+  for (const [name, values] of Object.entries(lib.data.lists)) pack.lists.set(name, [...(pack.lists.get(name) ?? []), ...values]);
+  for (const [name, body] of Object.entries(lib.data.macros)) {
+    pack.macros.set(name, body);
+    pack.macroFiles.set(name, file);
+  }
+  pack.siteExceptions.push(...lib.data.exceptions);
+}
+
+function readWindowRule(raw: object, file: string, source: string, pack: PackSources): void {
+  const windowRule = TimedRuleSchema.safeParse(raw);
+  const id = String((raw as { id?: unknown }).id ?? "(no id)");
+  if (!windowRule.success) pack.problems.push(...issueLines(windowRule.error).map((p) => `${file}: rule ${id}: ${p}`));
+  else pack.windowDefinitions.push({ definition: windowRule.data, source, file });
+}
+
+function readRule(raw: unknown, file: string, source: string, pack: PackSources): void {
+  const parsed = RuleSchema.safeParse(raw);
+  const id = typeof raw === "object" && raw !== null && "id" in raw ? String((raw as { id: unknown }).id) : "(no id)";
+  if (!parsed.success) pack.problems.push(...issueLines(parsed.error).map((p) => `${file}: rule ${id}: ${p}`));
+  else pack.definitions.push({ definition: parsed.data, source, file });
+}
+
+/**
+ * Every macro compiled once up front, so a broken one (a regex RE2 cannot run, an unknown list) is reported against
+ * its own file even when no rule uses it.
+ */
+function checkMacros(macroFiles: ReadonlyMap<string, string>, ctx: CompileContext, problems: string[]): void {
+  for (const [name, file] of macroFiles) {
+    try {
+      compileCondition({ macro: name }, ctx);
+    } catch (err) {
+      problems.push(`${file}: ${(err as Error).message}`);
+    }
+  }
+}
+
+/** Records the rule id as defined in `source`; false (and a problem) when an earlier file already used it. */
+function claimId(id: string, source: string, seen: Map<string, string>, problems: string[]): boolean {
+  const earlier = seen.get(id);
+  if (earlier !== undefined) {
+    problems.push(`${source}: rule ${id}: id already used by ${earlier}`);
+    return false;
+  }
+  seen.set(id, source);
+  return true;
+}
+
+function compileRule(
+  definition: RuleDefinition,
+  source: string,
+  siteExceptions: readonly (Exceptions & { rule: string })[],
+  ctx: CompileContext,
+  systemRoutineOf: () => Predicate,
+): CompiledRule {
+  const exceptions = mergeExceptions([definition.exceptions, ...siteExceptions.filter((e) => e.rule === definition.id || e.rule === "*")]);
+  const condition = compileCondition(definition.condition, ctx);
+  const isSystemRoutine = systemRoutineOf();
+  const routine = definition.exclude_system_components ? isSystemRoutine : undefined;
+  const excused = exceptionPredicate(exceptions, ctx);
+  const matches: Predicate = (event) => condition(event) && !routine?.(event) && !excused?.(event);
+  const resources = requiredValues(definition.condition, "objectRef.resource", ctx);
+  const verbs = requiredValues(definition.condition, "verb", ctx);
+  const fields = fieldsRead(definition.condition, ctx);
+  return { definition, source, exceptions, resources, verbs, fields, isSystemRoutine, matches };
 }

@@ -216,41 +216,39 @@ export function jsonPatchAsObject(operations: readonly unknown[]): Record<string
       .map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
     if (segments.length === 0) {
       if (isObject(op.value)) Object.assign(root, op.value);
-      continue;
-    }
-    if (segments.length > MAX_PATH_SEGMENTS) continue;
-    let node: Record<string, unknown> | unknown[] = root;
-    for (let i = 0; i < segments.length; i++) {
-      const segment = segments[i] as string;
-      const last = i === segments.length - 1;
-      const nextIsIndex = !last && /^(\d+|-)$/.test(segments[i + 1] as string);
-      if (Array.isArray(node)) {
-        const asked = segment === "-" ? node.length : Number(segment);
-        if (!Number.isInteger(asked)) break;
-        // An index far past the end (the apiserver refuses it, but a refused request is still judged) must not make an
-        // array of millions of holes for every rule to walk: it appends instead.
-        const index = asked > node.length + MAX_PATCH_OPERATIONS ? node.length : asked;
-        if (last) {
-          node[index] = op.value;
-          break;
-        }
-        const child: unknown = node[index];
-        node[index] = isObject(child) || Array.isArray(child) ? child : nextIsIndex ? [] : {};
-        node = node[index] as Record<string, unknown> | unknown[];
-      } else {
-        if (segment === "__proto__" || segment === "constructor" || segment === "prototype") break;
-        if (last) {
-          node[segment] = op.value;
-          break;
-        }
-        const child = node[segment];
-        if (!(isObject(child) || Array.isArray(child))) node[segment] = nextIsIndex ? [] : {};
-        node = node[segment] as Record<string, unknown> | unknown[];
-      }
-    }
+    } else if (segments.length <= MAX_PATH_SEGMENTS) writeAtPath(root, segments, op.value);
   }
   // Holes left by indexes past the end read as missing, as in the object they patch.
   return root;
+}
+
+type PatchNode = Record<string, unknown> | unknown[];
+
+/** Writes `value` at the path, making what is missing on the way (an array where the next segment is an index). */
+function writeAtPath(root: Record<string, unknown>, segments: readonly string[], value: unknown): void {
+  let node: PatchNode = root;
+  for (let i = 0; i < segments.length; i++) {
+    const slot = slotOf(node, segments[i] as string);
+    if (slot === undefined) return;
+    const holder = node as Record<string | number, unknown>;
+    if (i === segments.length - 1) {
+      holder[slot] = value;
+      return;
+    }
+    const child = holder[slot];
+    if (!(isObject(child) || Array.isArray(child))) holder[slot] = /^(\d+|-)$/.test(segments[i + 1] as string) ? [] : {};
+    node = holder[slot] as PatchNode;
+  }
+}
+
+/** The array index or object key a path segment names in `node`; undefined when the patch cannot write there. */
+function slotOf(node: PatchNode, segment: string): string | number | undefined {
+  if (!Array.isArray(node)) return segment === "__proto__" || segment === "constructor" || segment === "prototype" ? undefined : segment;
+  const asked = segment === "-" ? node.length : Number(segment);
+  if (!Number.isInteger(asked)) return undefined;
+  // An index far past the end (the apiserver refuses it, but a refused request is still judged) must not make an
+  // array of millions of holes for every rule to walk: it appends instead.
+  return asked > node.length + MAX_PATCH_OPERATIONS ? node.length : asked;
 }
 
 /** An exec's command: every `command=` query parameter, decoded, in order. */

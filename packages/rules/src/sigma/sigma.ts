@@ -233,46 +233,21 @@ function sigmaFiles(dir: string): string[] {
  * rules they name stop alerting on their own unless the correlation says `generate: true`.
  */
 export function loadSigmaPack(dirs: string[]): { rules: CompiledRule[]; windowRules: CompiledWindowRule[] } {
-  const rules: CompiledRule[] = [];
   const problems: string[] = [];
-  const bases = new Map<string, CompiledRule>();
-  const correlations: { doc: SigmaCorrelation; source: string; file: string; tests: unknown }[] = [];
+  const found: SigmaSources = { rules: [], bases: new Map(), correlations: [] };
   for (const dir of dirs) {
     for (const file of sigmaFiles(dir)) {
       try {
-        const source = relative(dir, file);
-        const testsFile = file.replace(/\.ya?ml$/, ".tests.yaml");
-        const rawTests: unknown = existsSync(testsFile) ? parse(readFileSync(testsFile, "utf8")) : undefined;
-        const docs = parseAllDocuments(readFileSync(file, "utf8"));
-        const parsedDocs = (Array.isArray(docs) ? docs : [docs]).map((d) => {
-          if (d.errors.length > 0) throw new Error(`YAML: ${d.errors[0]?.message}`);
-          return d.toJS() as unknown;
-        });
-        const hasCorrelation = parsedDocs.some((d) => typeof d === "object" && d !== null && "correlation" in d);
-        for (const doc of parsedDocs) {
-          if (doc === null || doc === undefined) continue;
-          if (typeof doc === "object" && "correlation" in doc) {
-            const correlation = SigmaCorrelationSchema.safeParse(doc);
-            if (!correlation.success) throw new Error(issueLines(correlation.error).join("; "));
-            correlations.push({ doc: correlation.data, source, file, tests: rawTests });
-            continue;
-          }
-          // In a file with a correlation, the tests file is the correlation's.
-          const tests = rawTests !== undefined && !hasCorrelation ? SigmaTestsSchema.parse(rawTests) : undefined;
-          const rule = compileSigmaRule(doc, source, tests);
-          rules.push(rule);
-          const { name, id } = doc as { name?: unknown; id?: unknown };
-          if (typeof name === "string") bases.set(name, rule);
-          if (typeof id === "string") bases.set(id, rule);
-        }
+        readSigmaFile(file, relative(dir, file), found);
       } catch (err) {
         problems.push(`${file}: ${(err as Error).message}`);
       }
     }
   }
+  const { rules, bases } = found;
   const silenced = new Set<CompiledRule>();
   const windowRules: CompiledWindowRule[] = [];
-  for (const { doc, source, file, tests } of correlations) {
+  for (const { doc, source, file, tests } of found.correlations) {
     try {
       windowRules.push(compileSigmaCorrelation(doc, source, bases, sigmaMetadata(doc, source), tests, fieldPath));
       if (!generatesBaseAlerts(doc)) for (const name of doc.correlation.rules) silenced.add(bases.get(name) as CompiledRule);
@@ -282,6 +257,45 @@ export function loadSigmaPack(dirs: string[]): { rules: CompiledRule[]; windowRu
   }
   if (problems.length > 0) throw new SigmaLoadError(problems);
   return { rules: rules.filter((r) => !silenced.has(r)), windowRules };
+}
+
+/** What the Sigma files hold: per-event rules, by name and id too (correlations name them), and the correlations. */
+interface SigmaSources {
+  rules: CompiledRule[];
+  bases: Map<string, CompiledRule>;
+  correlations: { doc: SigmaCorrelation; source: string; file: string; tests: unknown }[];
+}
+
+/** One file's documents (and its tests file) into `found`; throws at the file's first problem. */
+function readSigmaFile(file: string, source: string, found: SigmaSources): void {
+  const testsFile = file.replace(/\.ya?ml$/, ".tests.yaml");
+  const rawTests: unknown = existsSync(testsFile) ? parse(readFileSync(testsFile, "utf8")) : undefined;
+  const docs = parseAllDocuments(readFileSync(file, "utf8"));
+  const parsedDocs = (Array.isArray(docs) ? docs : [docs]).map((d) => {
+    if (d.errors.length > 0) throw new Error(`YAML: ${d.errors[0]?.message}`);
+    return d.toJS() as unknown;
+  });
+  const hasCorrelation = parsedDocs.some((d) => typeof d === "object" && d !== null && "correlation" in d);
+  for (const doc of parsedDocs) {
+    if (doc === null || doc === undefined) continue;
+    if (typeof doc === "object" && "correlation" in doc) {
+      const correlation = SigmaCorrelationSchema.safeParse(doc);
+      if (!correlation.success) throw new Error(issueLines(correlation.error).join("; "));
+      found.correlations.push({ doc: correlation.data, source, file, tests: rawTests });
+      continue;
+    }
+    // In a file with a correlation, the tests file is the correlation's.
+    const tests = rawTests !== undefined && !hasCorrelation ? SigmaTestsSchema.parse(rawTests) : undefined;
+    addBaseRule(doc, compileSigmaRule(doc, source, tests), found);
+  }
+}
+
+/** A per-event rule, findable by its name and its id (how correlations refer to it). */
+function addBaseRule(doc: unknown, rule: CompiledRule, found: SigmaSources): void {
+  found.rules.push(rule);
+  const { name, id } = doc as { name?: unknown; id?: unknown };
+  if (typeof name === "string") found.bases.set(name, rule);
+  if (typeof id === "string") found.bases.set(id, rule);
 }
 
 /** The per-event Sigma rules (correlations need the window engine: see loadSigmaPack). */
