@@ -118,165 +118,35 @@ function reads(rule: CompiledRule, ...prefixes: string[]): boolean {
 const acceptsVerb = (rule: CompiledRule, verb: string) => !rule.verbs || rule.verbs.has(verb);
 const acceptsResource = (rule: CompiledRule, resource: string) => !rule.resources || rule.resources.has(resource);
 
+type AddVariant = (variant: string, change: (e: AuditEvent) => void, extra?: Partial<Variant>) => void;
+
 function variantsOf(rule: CompiledRule, base: AuditEvent, quiet: AuditEvent | undefined): Variant[] {
-  const id = rule.definition.id;
   const out: Variant[] = [];
-  const add = (variant: string, change: (e: AuditEvent) => void, extra: Partial<Variant> = {}) => {
+  const add: AddVariant = (variant, change, extra = {}) => {
     const e = clone(base);
     change(e);
     out.push({ variant, events: [e], ...extra });
   };
   const body = isObject(base.requestObject) ? base.requestObject : undefined;
   const readsBody = reads(rule, "object", "podSpecs", "containers", "requestObject", "responseObject");
-  const readsWho = reads(rule, "user", "impersonatedUser", "authenticatedUser");
 
   add("as written", () => {});
-  if (!reads(rule, "impersonatedUser", "authenticatedUser"))
-    add("impersonated", (e) => {
-      e.impersonatedUser = e.user;
-      e.user = { username: "mallory@example.com", groups: ["system:authenticated"] };
-    });
-  if (!readsWho) {
-    add("kube-system add-on token", (e) => {
-      e.user = {
-        username: "system:serviceaccount:kube-system:metrics-agent",
-        groups: ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
-      };
-    });
-    add(
-      "node identity",
-      (e) => {
-        e.user = { username: "system:node:worker-1", groups: ["system:nodes", "system:authenticated"] };
-      },
-      { identity: true },
-    );
-    add(
-      "controller identity",
-      (e) => {
-        e.user = {
-          username: "system:serviceaccount:kube-system:generic-garbage-collector",
-          groups: ["system:serviceaccounts", "system:authenticated"],
-        };
-      },
-      { identity: true },
-    );
-  }
+  addIdentityVariants(rule, add);
   add("no cluster (archive)", (e) => {
     delete e.cluster;
   });
-  // A far-future event first: it must not move time for the request that follows.
-  const future = clone(base);
-  future.verb = "get";
-  future.objectRef = { resource: "configmaps", namespace: "default", name: "clock", apiVersion: "v1" };
-  delete future.requestObject;
-  delete future.responseObject;
-  future.requestReceivedTimestamp = "2100-01-01T00:00:00.000000Z";
-  future.stageTimestamp = "2100-01-01T00:00:00.001000Z";
-  out.push({ variant: "far-future event before it", events: [future, clone(base)], keepsTime: 0 });
-  // The same auditID on a harmless request just before (the client sets Audit-ID): the real one must still count.
-  if (quiet) {
-    const twin = clone(quiet);
-    twin.cluster = base.cluster;
-    out.push({ variant: "reused auditID", events: [twin, clone(base)], sharedAuditID: true });
-  }
+  out.push(...streamVariants(base, quiet));
   if (rule.definition.stages.includes("ResponseStarted"))
     add("ResponseStarted only", (e) => {
       e.stage = "ResponseStarted";
       e.responseStatus = { metadata: {}, code: 101 };
     });
   // Rules about the answer itself (a decision, a status) have no refused twin: the refusal is what they judge.
-  if (rule.definition.outcome === "success" && !reads(rule, "annotations", "responseStatus")) {
-    if (!readsBody)
-      add(
-        "refused by authorization",
-        (e) => {
-          delete e.requestObject;
-          delete e.responseObject;
-          e.responseStatus = { metadata: {}, status: "Failure", reason: "Forbidden", code: 403, message: `${e.verb} is forbidden` };
-          e.annotations = { ...e.annotations, "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "" };
-        },
-        { expect: `${id}.attempt` },
-      );
-    if (base.verb !== "get" && base.verb !== "list" && base.verb !== "watch")
-      add(
-        "refused by admission",
-        (e) => {
-          delete e.responseObject;
-          e.responseStatus = {
-            metadata: {},
-            status: "Failure",
-            reason: "Forbidden",
-            code: 403,
-            message: `${e.objectRef?.resource ?? "object"} "${e.objectRef?.name ?? "x"}" is forbidden: violates PodSecurity "baseline:latest"`,
-          };
-          e.annotations = {
-            ...e.annotations,
-            "authorization.k8s.io/decision": "allow",
-            "pod-security.kubernetes.io/enforce-policy": "baseline:latest",
-          };
-        },
-        { expect: `${id}.attempt` },
-      );
-  }
-  if (body && readsBody && (base.verb === "create" || base.verb === "update")) {
-    const changed = (verb: string) => (e: AuditEvent) => {
-      e.verb = verb;
-      delete e.responseObject;
-      e.responseStatus = { metadata: {}, code: 200 };
-    };
-    if (acceptsVerb(rule, "update") && base.verb !== "update") add("update", changed("update"));
-    if (acceptsVerb(rule, "patch")) {
-      add("merge patch", (e) => {
-        changed("patch")(e);
-        const { kind: _k, apiVersion: _a, ...patch } = clone(body);
-        e.requestObject = patch;
-      });
-      add("JSON patch", (e) => {
-        changed("patch")(e);
-        e.requestObject = jsonPatchOf(body);
-      });
-      add("patch with the result in the response", (e) => {
-        changed("patch")(e);
-        e.requestObject = [{ op: "add", path: "/metadata/labels/touched", value: "yes" }];
-        e.responseObject = clone(body);
-      });
-      add("server-side apply", (e) => {
-        changed("patch")(e);
-        e.requestURI = `${e.requestURI.split("?")[0]}?fieldManager=kubectl&fieldValidation=Strict&force=true`;
-      });
-    }
-  }
+  if (rule.definition.outcome === "success" && !reads(rule, "annotations", "responseStatus"))
+    addRefusedVariants(rule.definition.id, base, readsBody, add);
+  if (body && readsBody && (base.verb === "create" || base.verb === "update")) addWriteVariants(rule, base, body, add);
   const podSpec = podSpecOf(base);
-  if (podSpec && readsBody) {
-    const metadata = isObject(body?.metadata) ? (body?.metadata as Body) : { name: "p" };
-    for (const t of TEMPLATES) {
-      if (!acceptsResource(rule, t.resource)) continue;
-      add(`${t.kind} template`, (e) => {
-        e.objectRef = { ...e.objectRef, resource: t.resource, apiGroup: t.apiGroup, apiVersion: "v1" };
-        e.requestURI = `/apis/${t.apiGroup ? `${t.apiGroup}/` : ""}v1/namespaces/${e.objectRef.namespace ?? "default"}/${t.resource}`;
-        e.requestObject = { kind: t.kind, metadata, spec: t.wrap(clone(podSpec), { labels: { app: "x" } }) };
-        delete e.responseObject;
-      });
-    }
-    add("beside an allow-listed container", (e) => {
-      const spec = (e.requestObject as Body).spec as Body;
-      spec.containers = [{ name: "kube-proxy", image: "registry.k8s.io/kube-proxy:v1.31.0" }, ...(spec.containers as Body[])];
-    });
-    add("as init containers", (e) => {
-      const spec = (e.requestObject as Body).spec as Body;
-      spec.initContainers = spec.containers;
-      spec.containers = [{ name: "main", image: "registry.k8s.io/pause:3.10" }];
-    });
-    if (acceptsVerb(rule, "patch"))
-      add("as an ephemeral container (kubectl debug)", (e) => {
-        const spec = (e.requestObject as Body).spec as Body;
-        e.verb = "patch";
-        e.objectRef = { ...e.objectRef, subresource: "ephemeralcontainers" };
-        e.requestURI = `${e.requestURI.split("?")[0]}/${e.objectRef.name ?? "p"}/ephemeralcontainers`;
-        e.requestObject = { spec: { ...spec, ephemeralContainers: spec.containers, containers: undefined } };
-        delete e.responseObject;
-      });
-  }
+  if (podSpec && readsBody) addPodTemplateVariants(rule, body, podSpec, add);
   if (body && readsBody)
     add("body padded past the size limit", (e) => {
       const b = e.requestObject as Body;
@@ -288,6 +158,155 @@ function variantsOf(rule: CompiledRule, base: AuditEvent, quiet: AuditEvent | un
       delete e.responseObject;
     });
   return out;
+}
+
+/** Someone else acting: an impersonator, a kube-system add-on, a node, a controller (unless the rule is about who acts). */
+function addIdentityVariants(rule: CompiledRule, add: AddVariant): void {
+  if (!reads(rule, "impersonatedUser", "authenticatedUser"))
+    add("impersonated", (e) => {
+      e.impersonatedUser = e.user;
+      e.user = { username: "mallory@example.com", groups: ["system:authenticated"] };
+    });
+  if (reads(rule, "user", "impersonatedUser", "authenticatedUser")) return;
+  add("kube-system add-on token", (e) => {
+    e.user = {
+      username: "system:serviceaccount:kube-system:metrics-agent",
+      groups: ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
+    };
+  });
+  add(
+    "node identity",
+    (e) => {
+      e.user = { username: "system:node:worker-1", groups: ["system:nodes", "system:authenticated"] };
+    },
+    { identity: true },
+  );
+  add(
+    "controller identity",
+    (e) => {
+      e.user = {
+        username: "system:serviceaccount:kube-system:generic-garbage-collector",
+        groups: ["system:serviceaccounts", "system:authenticated"],
+      };
+    },
+    { identity: true },
+  );
+}
+
+/** The request after other events in the stream: a far-future one, and a harmless one with the same auditID. */
+function streamVariants(base: AuditEvent, quiet: AuditEvent | undefined): Variant[] {
+  // A far-future event first: it must not move time for the request that follows.
+  const future = clone(base);
+  future.verb = "get";
+  future.objectRef = { resource: "configmaps", namespace: "default", name: "clock", apiVersion: "v1" };
+  delete future.requestObject;
+  delete future.responseObject;
+  future.requestReceivedTimestamp = "2100-01-01T00:00:00.000000Z";
+  future.stageTimestamp = "2100-01-01T00:00:00.001000Z";
+  const variants: Variant[] = [{ variant: "far-future event before it", events: [future, clone(base)], keepsTime: 0 }];
+  // The same auditID on a harmless request just before (the client sets Audit-ID): the real one must still count.
+  if (quiet) {
+    const twin = clone(quiet);
+    twin.cluster = base.cluster;
+    variants.push({ variant: "reused auditID", events: [twin, clone(base)], sharedAuditID: true });
+  }
+  return variants;
+}
+
+/** The request refused, by authorization (unless the rule reads the body) and, for a write, by admission. */
+function addRefusedVariants(id: string, base: AuditEvent, readsBody: boolean, add: AddVariant): void {
+  if (!readsBody)
+    add(
+      "refused by authorization",
+      (e) => {
+        delete e.requestObject;
+        delete e.responseObject;
+        e.responseStatus = { metadata: {}, status: "Failure", reason: "Forbidden", code: 403, message: `${e.verb} is forbidden` };
+        e.annotations = { ...e.annotations, "authorization.k8s.io/decision": "forbid", "authorization.k8s.io/reason": "" };
+      },
+      { expect: `${id}.attempt` },
+    );
+  if (base.verb !== "get" && base.verb !== "list" && base.verb !== "watch")
+    add(
+      "refused by admission",
+      (e) => {
+        delete e.responseObject;
+        e.responseStatus = {
+          metadata: {},
+          status: "Failure",
+          reason: "Forbidden",
+          code: 403,
+          message: `${e.objectRef?.resource ?? "object"} "${e.objectRef?.name ?? "x"}" is forbidden: violates PodSecurity "baseline:latest"`,
+        };
+        e.annotations = {
+          ...e.annotations,
+          "authorization.k8s.io/decision": "allow",
+          "pod-security.kubernetes.io/enforce-policy": "baseline:latest",
+        };
+      },
+      { expect: `${id}.attempt` },
+    );
+}
+
+/** The same body written another way: an update, and every kind of patch. */
+function addWriteVariants(rule: CompiledRule, base: AuditEvent, body: Body, add: AddVariant): void {
+  const changed = (verb: string) => (e: AuditEvent) => {
+    e.verb = verb;
+    delete e.responseObject;
+    e.responseStatus = { metadata: {}, code: 200 };
+  };
+  if (acceptsVerb(rule, "update") && base.verb !== "update") add("update", changed("update"));
+  if (!acceptsVerb(rule, "patch")) return;
+  add("merge patch", (e) => {
+    changed("patch")(e);
+    const { kind: _k, apiVersion: _a, ...patch } = clone(body);
+    e.requestObject = patch;
+  });
+  add("JSON patch", (e) => {
+    changed("patch")(e);
+    e.requestObject = jsonPatchOf(body);
+  });
+  add("patch with the result in the response", (e) => {
+    changed("patch")(e);
+    e.requestObject = [{ op: "add", path: "/metadata/labels/touched", value: "yes" }];
+    e.responseObject = clone(body);
+  });
+  add("server-side apply", (e) => {
+    changed("patch")(e);
+    e.requestURI = `${e.requestURI.split("?")[0]}?fieldManager=kubectl&fieldValidation=Strict&force=true`;
+  });
+}
+
+/** The pod's containers elsewhere: in every workload template, beside an allow-listed one, as init or ephemeral containers. */
+function addPodTemplateVariants(rule: CompiledRule, body: Body | undefined, podSpec: Body, add: AddVariant): void {
+  const metadata = isObject(body?.metadata) ? (body?.metadata as Body) : { name: "p" };
+  for (const t of TEMPLATES) {
+    if (!acceptsResource(rule, t.resource)) continue;
+    add(`${t.kind} template`, (e) => {
+      e.objectRef = { ...e.objectRef, resource: t.resource, apiGroup: t.apiGroup, apiVersion: "v1" };
+      e.requestURI = `/apis/${t.apiGroup ? `${t.apiGroup}/` : ""}v1/namespaces/${e.objectRef.namespace ?? "default"}/${t.resource}`;
+      e.requestObject = { kind: t.kind, metadata, spec: t.wrap(clone(podSpec), { labels: { app: "x" } }) };
+      delete e.responseObject;
+    });
+  }
+  add("beside an allow-listed container", (e) => {
+    const spec = (e.requestObject as Body).spec as Body;
+    spec.containers = [{ name: "kube-proxy", image: "registry.k8s.io/kube-proxy:v1.31.0" }, ...(spec.containers as Body[])];
+  });
+  add("as init containers", (e) => {
+    const spec = (e.requestObject as Body).spec as Body;
+    spec.initContainers = spec.containers;
+    spec.containers = [{ name: "main", image: "registry.k8s.io/pause:3.10" }];
+  });
+  if (acceptsVerb(rule, "patch"))
+    add("as an ephemeral container (kubectl debug)", (e) => {
+      const spec = (e.requestObject as Body).spec as Body;
+      e.verb = "patch";
+      e.objectRef = { ...e.objectRef, subresource: "ephemeralcontainers" };
+      e.requestURI = `${e.requestURI.split("?")[0]}/${e.objectRef.name ?? "p"}/ephemeralcontainers`;
+      e.requestObject = { spec: { ...spec, ephemeralContainers: spec.containers, containers: undefined } };
+      delete e.responseObject;
+    });
 }
 
 /** Every evasion case of the given rules (medium and higher, per-event), stamped one after another in event time. */
