@@ -39,24 +39,41 @@ export function compileFilters(filters: ReplayFilters, now = Date.now()): (event
   const from = filters.from ? parseTime(filters.from, now) : undefined;
   const to = filters.to ? parseTime(filters.to, now) : undefined;
   const set = (v?: string) => (v ? new Set(v.split(",").map((x) => x.trim())) : undefined);
-  const users = set(filters.user);
-  const namespaces = set(filters.namespace);
-  const clusters = set(filters.cluster);
-  const verbs = set(filters.verb);
-  const resources = set(filters.resource);
-  return (e) => {
-    if (from !== undefined || to !== undefined) {
-      // The reader let only strict RFC 3339 through (looksLikeAuditEvent), which Date.parse reads exactly, and several
-      // times faster than date-fns: this runs for every event.
-      const t = Date.parse(eventTime(e));
-      if (from !== undefined && t < from) return false;
-      if (to !== undefined && t > to) return false;
-    }
-    if (users && !(users.has(e.user.username ?? "") || users.has(e.impersonatedUser?.username ?? ""))) return false;
-    if (namespaces && !namespaces.has(e.objectRef?.namespace ?? "")) return false;
-    if (clusters && !clusters.has(e.cluster ?? "")) return false;
-    if (verbs && !verbs.has(e.verb)) return false;
-    if (resources && !resources.has(e.objectRef?.resource ?? "")) return false;
-    return true;
+  const wanted: WantedValues = {
+    users: set(filters.user),
+    namespaces: set(filters.namespace),
+    clusters: set(filters.cluster),
+    verbs: set(filters.verb),
+    resources: set(filters.resource),
   };
+  return (e) => inTimeRange(e, from, to) && hasWantedValues(e, wanted);
+}
+
+/** The field filters' accepted values; undefined accepts any. */
+interface WantedValues {
+  users: Set<string> | undefined;
+  namespaces: Set<string> | undefined;
+  clusters: Set<string> | undefined;
+  verbs: Set<string> | undefined;
+  resources: Set<string> | undefined;
+}
+
+function inTimeRange(e: AuditEvent, from: number | undefined, to: number | undefined): boolean {
+  if (from === undefined && to === undefined) return true;
+  // The reader let only strict RFC 3339 through (looksLikeAuditEvent), which Date.parse reads exactly, and several
+  // times faster than date-fns: this runs for every event.
+  const t = Date.parse(eventTime(e));
+  if (from !== undefined && t < from) return false;
+  if (to !== undefined && t > to) return false;
+  return true;
+}
+
+function hasWantedValues(e: AuditEvent, wanted: WantedValues): boolean {
+  const { users, namespaces, clusters, verbs, resources } = wanted;
+  if (users && !(users.has(e.user.username ?? "") || users.has(e.impersonatedUser?.username ?? ""))) return false;
+  if (namespaces && !namespaces.has(e.objectRef?.namespace ?? "")) return false;
+  if (clusters && !clusters.has(e.cluster ?? "")) return false;
+  if (verbs && !verbs.has(e.verb)) return false;
+  if (resources && !resources.has(e.objectRef?.resource ?? "")) return false;
+  return true;
 }

@@ -74,22 +74,8 @@ export function fromGkeLogEntry(entry: Json): Json {
   const method = String(p.methodName ?? "");
   const verb = method.split(".").pop() || "unknown";
   const resourceName = String(p.resourceName ?? "");
-  const segments = resourceName.split("/").filter(Boolean);
-  const [group = "", version = "v1", ...rest] = segments;
-  const apiGroup = group === "core" ? "" : group;
-  let namespace: string | undefined;
-  let tail = rest;
-  if (tail[0] === "namespaces" && tail.length >= 3) {
-    namespace = tail[1];
-    tail = tail.slice(2);
-  }
-  const [resource, name, subresource] = tail;
-  const requestURI = `/${apiGroup ? `apis/${apiGroup}` : "api"}/${version}/${rest.join("/")}`;
+  const { requestURI, objectRef } = gkeResource(resourceName);
   const auth = (p.authenticationInfo ?? {}) as Json;
-  const meta = (p.requestMetadata ?? {}) as Json;
-  const status = (p.status ?? {}) as Json;
-  const code = typeof status.code === "number" ? (GRPC_TO_HTTP[status.code] ?? 500) : 200;
-  const authz = Array.isArray(p.authorizationInfo) ? (p.authorizationInfo[0] as Json | undefined) : undefined;
   const operation = (entry.operation ?? {}) as Json;
   const labels = ((entry.resource as Json | undefined)?.labels ?? {}) as Json;
   return {
@@ -101,8 +87,31 @@ export function fromGkeLogEntry(entry: Json): Json {
     requestURI,
     verb,
     user: { username: String(auth.principalEmail ?? "unknown") },
-    ...(typeof meta.callerIp === "string" ? { sourceIPs: [meta.callerIp] } : {}),
-    ...(typeof meta.callerSuppliedUserAgent === "string" ? { userAgent: meta.callerSuppliedUserAgent } : {}),
+    ...gkeCaller((p.requestMetadata ?? {}) as Json),
+    objectRef,
+    responseStatus: { code: gkeHttpCode((p.status ?? {}) as Json) },
+    ...(p.request ? { requestObject: p.request } : {}),
+    ...(p.response ? { responseObject: p.response } : {}),
+    requestReceivedTimestamp: entry.timestamp,
+    stageTimestamp: entry.timestamp,
+    annotations: { "k8s-audit.io/source": "gke", ...gkeDecision(p) },
+    ...(typeof labels.cluster_name === "string" ? { cluster: labels.cluster_name } : {}),
+  };
+}
+
+/** `apps/v1/namespaces/ns/deployments/web[/scale]` (`core` for the core group) → the objectRef and the request URI. */
+function gkeResource(resourceName: string): { requestURI: string; objectRef: Json } {
+  const [group = "", version = "v1", ...rest] = resourceName.split("/").filter(Boolean);
+  const apiGroup = group === "core" ? "" : group;
+  let namespace: string | undefined;
+  let tail = rest;
+  if (tail[0] === "namespaces" && tail.length >= 3) {
+    namespace = tail[1];
+    tail = tail.slice(2);
+  }
+  const [resource, name, subresource] = tail;
+  return {
+    requestURI: `/${apiGroup ? `apis/${apiGroup}` : "api"}/${version}/${rest.join("/")}`,
     objectRef: {
       resource,
       ...(namespace ? { namespace } : {}),
@@ -111,15 +120,23 @@ export function fromGkeLogEntry(entry: Json): Json {
       ...(apiGroup ? { apiGroup } : {}),
       apiVersion: version,
     },
-    responseStatus: { code },
-    ...(p.request ? { requestObject: p.request } : {}),
-    ...(p.response ? { responseObject: p.response } : {}),
-    requestReceivedTimestamp: entry.timestamp,
-    stageTimestamp: entry.timestamp,
-    annotations: {
-      "k8s-audit.io/source": "gke",
-      ...(authz ? { "authorization.k8s.io/decision": authz.granted === false ? "forbid" : "allow" } : {}),
-    },
-    ...(typeof labels.cluster_name === "string" ? { cluster: labels.cluster_name } : {}),
   };
+}
+
+/** The caller's address and user agent, where the entry has them. */
+function gkeCaller(meta: Json): Json {
+  return {
+    ...(typeof meta.callerIp === "string" ? { sourceIPs: [meta.callerIp] } : {}),
+    ...(typeof meta.callerSuppliedUserAgent === "string" ? { userAgent: meta.callerSuppliedUserAgent } : {}),
+  };
+}
+
+function gkeHttpCode(status: Json): number {
+  return typeof status.code === "number" ? (GRPC_TO_HTTP[status.code] ?? 500) : 200;
+}
+
+/** The authorization decision annotation, when the entry records one (its first authorizationInfo). */
+function gkeDecision(p: Json): Json {
+  const authz = Array.isArray(p.authorizationInfo) ? (p.authorizationInfo[0] as Json | undefined) : undefined;
+  return authz ? { "authorization.k8s.io/decision": authz.granted === false ? "forbid" : "allow" } : {};
 }
