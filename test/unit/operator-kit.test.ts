@@ -15,26 +15,47 @@ interface Req {
   path?: string;
 }
 
+/** An audit policy rule, as much of it as levelFor reads. */
+interface PolicyRule {
+  level: string;
+  users?: string[];
+  userGroups?: string[];
+  verbs?: string[];
+  nonResourceURLs?: string[];
+  resources?: GroupResources[];
+}
+
+interface GroupResources {
+  group?: string;
+  resources?: string[];
+}
+
 /** The apiserver's policy evaluation (first matching rule wins), enough to check what our policy logs. */
 function levelFor(req: Req): string {
-  for (const rule of policy.rules as any[]) {
-    if (rule.users && !rule.users.includes(req.user)) continue;
-    if (rule.userGroups && !rule.userGroups.some((g: string) => req.groups?.includes(g))) continue;
-    if (rule.verbs && !rule.verbs.includes(req.verb)) continue;
-    if (rule.nonResourceURLs) {
-      if (!req.path) continue;
-      const ok = rule.nonResourceURLs.some((p: string) => (p.endsWith("*") ? req.path?.startsWith(p.slice(0, -1)) : p === req.path));
-      if (!ok) continue;
-    }
-    if (rule.resources) {
-      if (!req.resource) continue;
-      const full = req.subresource ? `${req.resource}/${req.subresource}` : req.resource;
-      const ok = rule.resources.some((gr: any) => (gr.group ?? "") === (req.group ?? "") && (!gr.resources || gr.resources.includes(full)));
-      if (!ok) continue;
-    }
-    return rule.level;
-  }
-  return "None";
+  const rule = (policy.rules as PolicyRule[]).find((r) => appliesTo(r, req));
+  return rule?.level ?? "None";
+}
+
+function appliesTo(rule: PolicyRule, req: Req): boolean {
+  if (rule.users && !rule.users.includes(req.user ?? "")) return false;
+  if (rule.userGroups && !rule.userGroups.some((g) => req.groups?.includes(g))) return false;
+  if (rule.verbs && !rule.verbs.includes(req.verb)) return false;
+  if (rule.nonResourceURLs && !matchesPath(rule.nonResourceURLs, req.path)) return false;
+  if (rule.resources && !matchesResource(rule.resources, req)) return false;
+  return true;
+}
+
+/** A listed URL, or a prefix written with a trailing `*`. */
+function matchesPath(urls: string[], path: string | undefined): boolean {
+  if (!path) return false;
+  return urls.some((p) => (p.endsWith("*") ? path.startsWith(p.slice(0, -1)) : p === path));
+}
+
+/** The request's group and, when the rule lists them, its resource (`resource/subresource` for a subresource). */
+function matchesResource(groups: GroupResources[], req: Req): boolean {
+  if (!req.resource) return false;
+  const full = req.subresource ? `${req.resource}/${req.subresource}` : req.resource;
+  return groups.some((gr) => (gr.group ?? "") === (req.group ?? "") && (!gr.resources || gr.resources.includes(full)));
 }
 
 describe("operator kit: audit policy", () => {
