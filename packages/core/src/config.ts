@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { DEFAULT_MAX_FUTURE_SKEW_MS } from "./audit-event.js";
+import { K8sAuditError } from "./errors.js";
 
 const HostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port");
 const BrokerList = z
@@ -257,10 +258,9 @@ export type Config = z.infer<typeof ConfigSchema>;
 export const DEFAULT_CONFIG: Config = ConfigSchema.parse({});
 export type ConfigInput = Partial<Record<keyof Config, string | undefined>>;
 
-export class ConfigError extends Error {
+export class ConfigError extends K8sAuditError {
   constructor(readonly problems: { key: string; message: string }[]) {
-    super(`invalid configuration: ${problems.map((p) => `${p.key}: ${p.message}`).join("; ")}`);
-    this.name = "ConfigError";
+    super(`invalid configuration: ${problems.map((p) => `${p.key}: ${p.message}`).join("; ")}`, { code: "K8S_AUDIT_CONFIG_INVALID" });
   }
 }
 

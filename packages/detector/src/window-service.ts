@@ -187,6 +187,7 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   const commitDone = async () => {
     const offsets = [...partitions].flatMap(([partition, state]) => {
       const open = [state.engine.oldestOpenOffset(), state.storms.oldestOffset()].filter((o): o is bigint => o !== undefined);
+      // biome-ignore lint/complexity/useMathMinMax: offsets are bigints, which Math.min does not take.
       const next = open.length ? open.reduce((a, b) => (a < b ? a : b)) : state.nextOffset;
       return next === undefined ? [] : [{ partition, offset: next.toString() }];
     });

@@ -10,7 +10,7 @@ import { createIngestMetrics, type IngestMetrics } from "./metrics.js";
 import { type IngestSettings, withDefaultSettings } from "./settings.js";
 import type { Spool } from "./spool.js";
 import { type Credential, certificateClusters, decideCluster, tokenClusters } from "./tenancy.js";
-import { readTlsFiles, type TlsFiles, watchFiles } from "./tls.js";
+import { readTlsFiles, watchFiles } from "./tls.js";
 import { TokenSet } from "./tokens.js";
 
 /**

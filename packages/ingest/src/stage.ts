@@ -1,4 +1,4 @@
-import type { Bus, Config, Stage, StageContext } from "@k8s-audit/core";
+import type { Bus, Stage, StageContext } from "@k8s-audit/core";
 import { parseListen } from "@k8s-audit/core";
 import { RecentEvents, warmRecentEvents } from "./dedup.js";
 import { createIngestMetrics } from "./metrics.js";

@@ -6,11 +6,12 @@ import {
   eventTime,
   redactRequestURI,
   redactText,
+  requestOutcome,
   SEVERITY_SCORES,
 } from "@k8s-audit/core";
 import type { CompiledRule } from "./loader.js";
 import { TACTICS, tacticReference, techniqueReference } from "./mitre.js";
-import { authenticatedUser, effectiveUser, failed } from "./request.js";
+import { authenticatedUser, effectiveUser } from "./request.js";
 import type { RuleDefinition } from "./rule.js";
 
 export const RULESET = "k8s-audit-pipeline";
@@ -146,7 +147,7 @@ export function buildAlert(rule: CompiledRule, event: AuditEvent, now: Date = ne
       timestamp: eventTime(event),
       message: `${name}: ${actor} ${event.verb} ${describeTarget(event, requestURI)}${cut ? " (body truncated)" : ""}`,
       action: event.verb,
-      outcome: outcomeOf(event),
+      outcome: requestOutcome(event),
       ...(reason === undefined ? {} : { reason }),
       created: now.toISOString(),
     }),
@@ -167,12 +168,6 @@ function alertRuleFields(
     return { ruleId: def.id, name: def.name, severity: def.severity, riskScore: def.risk_score ?? SEVERITY_SCORES[def.severity] };
   const severity = LOWER_SEVERITY[def.severity];
   return { ruleId: `${def.id}.attempt`, name: `Attempt refused: ${def.name}`, severity, riskScore: SEVERITY_SCORES[severity] };
-}
-
-/** Unknown when the event records neither a response code nor an authorization decision. */
-function outcomeOf(event: AuditEvent): Alert["event"]["outcome"] {
-  if (event.responseStatus?.code === undefined && event.annotations?.["authorization.k8s.io/decision"] === undefined) return "unknown";
-  return failed(event) ? "failure" : "success";
 }
 
 function alertLabels(attempt: boolean, cut: boolean): Pick<Alert, "labels"> {

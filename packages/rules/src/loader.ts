@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type AuditEvent, issueLines } from "@k8s-audit/core";
+import { type AuditEvent, issueLines, K8sAuditError } from "@k8s-audit/core";
 import { parseAllDocuments } from "yaml";
 import type { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, fieldsRead, type Predicate, requiredValues } from "./condition.js";
@@ -71,10 +71,9 @@ function mergeExceptions(all: (Exceptions | undefined)[]): Exceptions {
   return out;
 }
 
-export class RuleLoadError extends Error {
+export class RuleLoadError extends K8sAuditError {
   constructor(readonly problems: string[]) {
-    super(`rules failed to load:\n  ${problems.join("\n  ")}`);
-    this.name = "RuleLoadError";
+    super(`rules failed to load:\n  ${problems.join("\n  ")}`, { code: "K8S_AUDIT_RULES_INVALID" });
   }
 }
 

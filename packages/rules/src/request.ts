@@ -1,4 +1,4 @@
-import type { AuditEvent } from "@k8s-audit/core";
+import { type AuditEvent, requestFailed } from "@k8s-audit/core";
 
 /**
  * What a request really did and who really did it, as rules see it. Rules, exceptions, windows and alerts read these
@@ -80,11 +80,8 @@ export function requestKey(event: AuditEvent): string {
   return `${event.cluster ?? "default"}\u0000${event.auditID}\u0000${event.requestReceivedTimestamp ?? event.timestamp ?? ""}`;
 }
 
-/** The request failed: a 4xx/5xx answer, or authorization said forbid. Missing status counts as success. */
-export function failed(event: AuditEvent): boolean {
-  const code = event.responseStatus?.code;
-  return (code !== undefined && code >= 400) || event.annotations?.["authorization.k8s.io/decision"] === "forbid";
-}
+/** The request failed: a 4xx/5xx answer, or authorization said forbid (core's one definition, requestFailed). */
+export const failed: (event: AuditEvent) => boolean = requestFailed;
 
 const ADMISSION_ANNOTATION_PREFIXES = [
   "pod-security.kubernetes.io/",

@@ -1,3 +1,4 @@
+import { K8sAuditError } from "@k8s-audit/core";
 import { RE2JS, RE2JSException } from "re2js";
 
 /**
@@ -16,12 +17,12 @@ export const REGEX_INPUT_CAP = 1024 * 1024;
 const HALF_CAP = REGEX_INPUT_CAP / 2;
 
 /** Thrown at load time for a pattern RE2 cannot run (lookaround, backreferences, ...); the loaders add file and rule. */
-export class RegexSyntaxError extends Error {
+export class RegexSyntaxError extends K8sAuditError {
   constructor(pattern: string, reason: string) {
     super(
       `regex ${JSON.stringify(pattern)} is not RE2 syntax (${reason}); rule regexes run in linear time, so lookaround and backreferences cannot be used`,
+      { code: "K8S_AUDIT_REGEX_NOT_RE2" },
     );
-    this.name = "RegexSyntaxError";
   }
 }
 

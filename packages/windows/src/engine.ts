@@ -1,5 +1,5 @@
 import { type Alert, type AuditEvent, DEFAULT_MAX_FUTURE_SKEW_MS, eventTime, trustedSourceIP } from "@k8s-audit/core";
-import type { CompiledWindowRule, Predicate, TimedRuleDefinition } from "@k8s-audit/rules";
+import type { CompiledWindowRule, Predicate } from "@k8s-audit/rules";
 import { type Bucket, countEvent, type EventFacts, factsOf, mergeBucket, newBucket, type PartialRecord } from "./bucket.js";
 import { evaluateCount } from "./count.js";
 import { GRACE_PERIOD_WINDOWS, isClosed } from "./grace.js";

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { issueLines, type Severity } from "@k8s-audit/core";
+import { issueLines, K8sAuditError, type Severity } from "@k8s-audit/core";
 import { parse, parseAllDocuments } from "yaml";
 import { z } from "zod";
 import { type CompileContext, type Condition, compileCondition, fieldsRead, type Predicate } from "../condition.js";
@@ -57,10 +57,9 @@ const TACTIC_BY_NAME = new Map(Object.entries(TACTICS).map(([id, name]) => [name
 /** The project's own Sigma rules, equivalent to SigmaHQ's Kubernetes audit set (written here, not copied). */
 export const SHIPPED_SIGMA_DIR = fileURLToPath(new URL("../../sigma", import.meta.url));
 
-export class SigmaLoadError extends Error {
+export class SigmaLoadError extends K8sAuditError {
   constructor(readonly problems: string[]) {
-    super(`Sigma rules failed to load:\n  ${problems.join("\n  ")}`);
-    this.name = "SigmaLoadError";
+    super(`Sigma rules failed to load:\n  ${problems.join("\n  ")}`, { code: "K8S_AUDIT_SIGMA_INVALID" });
   }
 }
 
