@@ -1,39 +1,11 @@
-import { createRequire } from "node:module";
+import { KafkaBus } from "@k8s-audit/core";
+import { quietLogger } from "./kafka.js";
 
 /**
- * Counting what reached Kafka and Elasticsearch, straight from the engines: a topic is read with kafkajs from offset 0
- * to the high-water mark of every partition (no consumer group: nothing is committed, nothing is skipped).
+ * Counting what reached Kafka and Elasticsearch, straight from the engines: a topic is read from its first record to
+ * the high-water mark of every partition as of the call, without a consumer group (nothing committed, nothing skipped),
+ * through the bus's own KafkaBus.readRecent.
  */
-
-// kafkajs is the core package's dependency; the kit reaches it through core (pnpm does not hoist it to the root).
-const requireFromCore = createRequire(createRequire(import.meta.url).resolve("@k8s-audit/core"));
-
-interface KafkaMessage {
-  key: Buffer | null;
-  value: Buffer | null;
-  offset: string;
-}
-interface KafkaLike {
-  admin(): {
-    connect(): Promise<void>;
-    disconnect(): Promise<void>;
-    fetchTopicOffsets(topic: string): Promise<{ partition: number; high: string; low: string }[]>;
-  };
-  consumer(options: { groupId: string; maxBytesPerPartition?: number; maxWaitTimeInMs?: number }): {
-    connect(): Promise<void>;
-    disconnect(): Promise<void>;
-    assign?: never;
-    subscribe(o: { topic: string; fromBeginning: boolean }): Promise<void>;
-    run(o: {
-      autoCommit: boolean;
-      eachBatch: (p: { batch: { partition: number; messages: KafkaMessage[] } }) => Promise<void>;
-    }): Promise<void>;
-  };
-}
-interface KafkaModule {
-  Kafka: new (o: { clientId: string; brokers: string[]; logLevel: number }) => KafkaLike;
-  logLevel: { NOTHING: number };
-}
 
 export interface TopicRecord {
   partition: number;
@@ -42,51 +14,16 @@ export interface TopicRecord {
   value: string;
 }
 
-/** Every record of `topic` up to the high-water marks taken now (a fresh group, nothing committed). */
+/** Every record of `topic` up to the high-water marks taken now. */
 export async function readWholeTopic(brokers: string, topic: string, timeoutMs = 60_000): Promise<TopicRecord[]> {
-  // Loaded here, not on import: unit tests import the kit too and never read a topic.
-  const { Kafka, logLevel } = requireFromCore("kafkajs") as KafkaModule;
-  const kafka = new Kafka({ clientId: "faults-counter", brokers: brokers.split(","), logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  const offsets = await admin.fetchTopicOffsets(topic).finally(() => admin.disconnect());
-  const high = new Map(offsets.map((o) => [o.partition, BigInt(o.high)]));
-  const remaining = new Set(offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((o) => o.partition));
+  const bus = new KafkaBus({ brokers: brokers.split(","), clientId: "faults-counter", logger: quietLogger });
   const records: TopicRecord[] = [];
-  if (remaining.size === 0) return records;
-  const consumer = kafka.consumer({
-    groupId: `faults-counter-${process.pid}-${Date.now()}-${Math.random()}`,
-    maxBytesPerPartition: 8 << 20,
-  });
-  await consumer.connect();
   try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`reading ${topic}: partitions ${[...remaining]} not read to the end in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      consumer
-        .run({
-          autoCommit: false,
-          eachBatch: async ({ batch }) => {
-            const end = high.get(batch.partition) ?? 0n;
-            for (const m of batch.messages) {
-              if (BigInt(m.offset) >= end) break;
-              records.push({ partition: batch.partition, offset: m.offset, key: m.key?.toString(), value: m.value?.toString() ?? "" });
-            }
-            const last = batch.messages[batch.messages.length - 1];
-            if (last && BigInt(last.offset) + 1n >= end) remaining.delete(batch.partition);
-            if (remaining.size === 0) {
-              clearTimeout(timer);
-              resolve();
-            }
-          },
-        })
-        .catch(reject);
+    await bus.readRecent(topic, { sinceMs: 0, maxPerPartition: Number.MAX_SAFE_INTEGER, timeoutMs }, (messages) => {
+      for (const m of messages) records.push({ partition: m.partition, offset: m.offset, key: m.key, value: m.value });
     });
   } finally {
-    await consumer.disconnect();
+    await bus.close();
   }
   return records;
 }
