@@ -1,6 +1,6 @@
 import { createWriteStream } from "node:fs";
 import { type Alert, type AuditEvent, type Config, createBus, type Logger } from "@k8s-audit/core";
-import { Detector, detectionDirs } from "@k8s-audit/detector";
+import { Detector, detectionDirs, detectorOptions } from "@k8s-audit/detector";
 import { KafkaSink, type ReplayFilters, type ReplaySummary, replay, WebhookSink } from "@k8s-audit/replay";
 import { loadDetection } from "@k8s-audit/rules";
 import {
@@ -73,7 +73,7 @@ export async function runReplay(inputs: string[], flags: ReplayFlags, config: Co
   let detector: Detector | undefined;
   if (!forwarding) {
     const pack = loadDetection(detectionDirs(config));
-    detector = new Detector(pack.rules, { windowRules: pack.windowRules, maxFutureSkewMs: config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000 });
+    detector = new Detector(pack.rules, detectorOptions(config, pack, true));
   }
 
   if (flags.toKafka) {

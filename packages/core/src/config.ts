@@ -239,6 +239,40 @@ export const ConfigSchema = z.object({
     .min(65536)
     .default(4 * 1024 * 1024)
     .describe("Bytes the detector fetches per events partition per batch."),
+  K8S_AUDIT_RETRY_AFTER_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(5)
+    .describe("The Retry-After the ingest answers with 429 (overloaded) and 503 (Kafka unreachable and no spool)."),
+  K8S_AUDIT_PUBLISH_TIMEOUT_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(10)
+    .describe(
+      "Longest wait for Kafka's acknowledgement before a request falls back to the spool or 503 (well under the apiserver's 30 s).",
+    ),
+  K8S_AUDIT_STORM_WINDOW_SECONDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(60)
+    .describe("Window in which repeats of one rule's alert for one principal fold into one summary with a count; 0 turns folding off."),
+  K8S_AUDIT_WINDOW_MAX_KEYS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(10_000)
+    .describe(
+      "Exact keys per timed rule and window; later keys are counted in a count-min sketch and promoted when they reach the rule's floor.",
+    ),
+  K8S_AUDIT_WINDOW_MAX_TRACKED_KEYS: z.coerce
+    .number()
+    .int()
+    .min(100)
+    .default(50_000)
+    .describe("Keys each timed rule remembers across windows (baselines, sequence progress, silence); the least recently seen go first."),
   K8S_AUDIT_ES_NAMESPACE: NamespaceName.default("default").describe(
     "Data stream namespace: alerts go to `logs-k8s_audit.alert-<namespace>`, events to `logs-k8s_audit.events-<namespace>`.",
   ),

@@ -1,4 +1,4 @@
-import { type Alert, type AuditEvent, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
+import { type Alert, type AuditEvent, DEFAULT_CONFIG, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
 import { buildAlert, type CompiledRule, type CompiledWindowRule, countsInWindows, failed, refusal, requestKey } from "@k8s-audit/rules";
 import { ClusterWindows, StormAggregator, type WindowEngineOptions } from "@k8s-audit/windows";
 
@@ -49,7 +49,7 @@ export class Detector {
     readonly rules: readonly CompiledRule[],
     private readonly options: DetectorOptions = {},
   ) {
-    const window = options.stormWindowMs ?? 60_000;
+    const window = options.stormWindowMs ?? DEFAULT_CONFIG.K8S_AUDIT_STORM_WINDOW_SECONDS * 1000;
     const skew = options.maxFutureSkewMs === undefined ? {} : { maxFutureSkewMs: options.maxFutureSkewMs };
     this.storms = window > 0 ? new StormAggregator(window, skew) : undefined;
     this.windows = options.windowRules?.length ? new ClusterWindows(options.windowRules, { ...skew, ...options.windowOptions }) : undefined;

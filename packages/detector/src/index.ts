@@ -3,5 +3,12 @@ export { alertNames, type EvasionCase, type EvasionResult, evasionCases, runEvas
 export { createDetectorMetrics, type DetectorMetrics, detectorMetricsOn } from "./metrics.js";
 export { type RuleTestResult, runRuleTests, runTimedRuleTests, TEST_EVENT_DEFAULTS } from "./rule-tests.js";
 export { type DetectorServiceOptions, startDetectorService } from "./service.js";
-export { type DetectionStageOptions, DetectorStage, detectionDirs, WindowStage } from "./stages.js";
+export {
+  type DetectionStageOptions,
+  DetectorStage,
+  detectionDirs,
+  detectorOptions,
+  WindowStage,
+  windowEngineOptions,
+} from "./stages.js";
 export { startWindowService, type WindowService, type WindowServiceOptions } from "./window-service.js";

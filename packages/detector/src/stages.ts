@@ -1,7 +1,8 @@
 import type { Bus, Config, Stage, StageContext, Subscription } from "@k8s-audit/core";
 import { consumerGroupsOf } from "@k8s-audit/core";
 import { type DetectionPack, loadDetection } from "@k8s-audit/rules";
-import { Detector } from "./engine.js";
+import type { WindowEngineOptions } from "@k8s-audit/windows";
+import { Detector, type DetectorOptions } from "./engine.js";
 import { detectorMetricsOn } from "./metrics.js";
 import { startDetectorService } from "./service.js";
 import { startWindowService } from "./window-service.js";
@@ -11,6 +12,31 @@ export function detectionDirs(config: Config): { rulesDirs: string[]; sigmaDirs:
   return {
     rulesDirs: config.K8S_AUDIT_RULES_DIR ? [config.K8S_AUDIT_RULES_DIR] : [],
     sigmaDirs: config.K8S_AUDIT_SIGMA_DIR ? [config.K8S_AUDIT_SIGMA_DIR] : [],
+  };
+}
+
+/**
+ * The detector's settings from the configuration, in one place: clock skew, storm folding and the window engine's
+ * caps. `embedded`: one process sees every event, so it counts the timed rules and folds storms itself; scaled out,
+ * the window stage does both.
+ */
+export function detectorOptions(config: Config, pack: DetectionPack, embedded: boolean): DetectorOptions {
+  const maxFutureSkewMs = config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000;
+  if (!embedded) return { stormWindowMs: 0, maxFutureSkewMs };
+  return {
+    maxFutureSkewMs,
+    stormWindowMs: config.K8S_AUDIT_STORM_WINDOW_SECONDS * 1000,
+    windowRules: pack.windowRules,
+    windowOptions: windowEngineOptions(config),
+  };
+}
+
+/** The window engine's caps and allowed clock skew from the configuration. */
+export function windowEngineOptions(config: Config): WindowEngineOptions {
+  return {
+    maxFutureSkewMs: config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000,
+    maxKeysPerWindow: config.K8S_AUDIT_WINDOW_MAX_KEYS,
+    maxTrackedKeys: config.K8S_AUDIT_WINDOW_MAX_TRACKED_KEYS,
   };
 }
 
@@ -58,10 +84,7 @@ export class DetectorStage extends ConsumerStage {
     const { bus, topics, config, logger } = context;
     const scaleOut = bus.kind === "kafka";
     const maxFutureSkewMs = config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000;
-    const detector = new Detector(
-      pack.rules,
-      scaleOut ? { stormWindowMs: 0, maxFutureSkewMs } : { windowRules: pack.windowRules, maxFutureSkewMs },
-    );
+    const detector = new Detector(pack.rules, detectorOptions(config, pack, !scaleOut));
     const subscription = await startDetectorService({
       bus,
       topics,
@@ -91,7 +114,8 @@ export class WindowStage extends ConsumerStage {
       bus,
       topics,
       windowRules: pack.windowRules,
-      engine: { maxFutureSkewMs: config.K8S_AUDIT_MAX_CLOCK_SKEW_SECONDS * 1000 },
+      engine: windowEngineOptions(config),
+      stormWindowMs: config.K8S_AUDIT_STORM_WINDOW_SECONDS * 1000,
       logger,
       groupId: consumerGroupsOf(config).windows,
       metrics: detectorMetricsOn(context.metrics),

@@ -166,7 +166,12 @@ export async function startWindowService(options: WindowServiceOptions): Promise
   const stateFor = (partition: number) => {
     let state = partitions.get(partition);
     if (!state) {
-      state = new PartitionWindows(options.windowRules, options.engine, idleSourceMs, options.stormWindowMs ?? 60_000);
+      state = new PartitionWindows(
+        options.windowRules,
+        options.engine,
+        idleSourceMs,
+        options.stormWindowMs ?? DEFAULT_CONFIG.K8S_AUDIT_STORM_WINDOW_SECONDS * 1000,
+      );
       partitions.set(partition, state);
     }
     return state;

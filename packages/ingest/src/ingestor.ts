@@ -229,7 +229,10 @@ export class Ingestor {
     if (spool?.pending) return (await spool.append(entries)) ? "spool" : "unavailable";
     const end = metrics.produceLatency.startTimer();
     try {
-      await withTimeout(Promise.all(entries.map((e) => bus.publish(e.topic, e.messages))), this.options.publishTimeoutMs ?? 10_000);
+      await withTimeout(
+        Promise.all(entries.map((e) => bus.publish(e.topic, e.messages))),
+        this.options.publishTimeoutMs ?? DEFAULT_INGEST_SETTINGS.publishTimeoutMs,
+      );
       end();
       return "bus";
     } catch (err) {

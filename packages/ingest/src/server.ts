@@ -26,9 +26,6 @@ export interface IngestOptions extends Partial<IngestSettings> {
   metricsTokens?: TokenSet;
   spool?: Spool;
   dedup?: RecentEvents;
-  retryAfterSeconds?: number;
-  /** Longest wait for Kafka before the request falls back to the spool or 503 (default 10 s, well under the client's 30 s). */
-  publishTimeoutMs?: number;
   /** How often TLS and token files are checked for changes. */
   reloadIntervalMs?: number;
   /** The window the body-rate floor is averaged over (default 10 s). */
@@ -54,7 +51,7 @@ export function createIngestServer(given: IngestOptions): FastifyInstance & { me
   const options = withDefaultSettings(given);
   const { logger } = options;
   const metrics = options.metrics ?? createIngestMetrics();
-  const retryAfter = String(options.retryAfterSeconds ?? 5);
+  const retryAfter = String(options.retryAfterSeconds);
   const tokens = options.tokens ?? (options.tokensFile ? TokenSet.fromFile(options.tokensFile) : undefined);
   const metricsTokens = options.metricsTokens ?? (options.metricsTokensFile ? TokenSet.fromFile(options.metricsTokensFile) : undefined);
   const mtls = Boolean(options.tls?.clientCa);

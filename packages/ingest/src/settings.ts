@@ -26,6 +26,9 @@ export interface IngestSettings {
   maxConnectionsPerClient: number;
   /** A body arriving slower than this, averaged over the body-rate window, is cut (0 disables). */
   minBodyBytesPerSecond: number;
+  retryAfterSeconds: number;
+  /** Longest wait for Kafka before the request falls back to the spool or 503. */
+  publishTimeoutMs: number;
   /**
    * Serve HTTPS from these files (reloaded on change); with clientCa, clients must present a certificate it signed. With
    * clientCa and no tokens the certificate is checked in the TLS handshake: a client without one never gets to HTTP.
@@ -55,6 +58,8 @@ export function ingestSettings(config: Config): IngestSettings {
     maxConnections: config.K8S_AUDIT_MAX_CONNECTIONS,
     maxConnectionsPerClient: config.K8S_AUDIT_MAX_CONNECTIONS_PER_CLIENT,
     minBodyBytesPerSecond: config.K8S_AUDIT_MIN_BODY_BYTES_PER_SECOND,
+    retryAfterSeconds: config.K8S_AUDIT_RETRY_AFTER_SECONDS,
+    publishTimeoutMs: config.K8S_AUDIT_PUBLISH_TIMEOUT_SECONDS * 1000,
     ...(config.K8S_AUDIT_TOKENS_FILE ? { tokensFile: config.K8S_AUDIT_TOKENS_FILE } : {}),
     ...(config.K8S_AUDIT_METRICS_TOKEN_FILE ? { metricsTokensFile: config.K8S_AUDIT_METRICS_TOKEN_FILE } : {}),
     ...(tls

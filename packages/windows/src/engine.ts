@@ -1,4 +1,4 @@
-import { type Alert, type AuditEvent, DEFAULT_MAX_FUTURE_SKEW_MS, eventTime, trustedSourceIP } from "@k8s-audit/core";
+import { type Alert, type AuditEvent, DEFAULT_CONFIG, DEFAULT_MAX_FUTURE_SKEW_MS, eventTime, trustedSourceIP } from "@k8s-audit/core";
 import type { CompiledWindowRule, Predicate } from "@k8s-audit/rules";
 import { type Bucket, countEvent, type EventFacts, factsOf, mergeBucket, newBucket, type PartialRecord } from "./bucket.js";
 import { evaluateCount } from "./count.js";
@@ -309,7 +309,7 @@ export class WindowEngine {
     const def = state.rule.definition;
     const withDistinct = def.kind === "window" && def.distinct !== undefined;
     let bucket: Bucket | undefined;
-    if (buckets.size < (this.options.maxKeysPerWindow ?? 10_000)) {
+    if (buckets.size < (this.options.maxKeysPerWindow ?? DEFAULT_CONFIG.K8S_AUDIT_WINDOW_MAX_KEYS)) {
       bucket = ready ?? newBucket(facts, withDistinct);
     } else if (def.kind !== "window" || def.distinct !== undefined || def.ratio !== undefined) {
       this.stats.droppedEvents += weight;
@@ -376,7 +376,7 @@ export class WindowEngine {
   }
 
   private evict(map: Map<string, unknown>): void {
-    const cap = this.options.maxTrackedKeys ?? 50_000;
+    const cap = this.options.maxTrackedKeys ?? DEFAULT_CONFIG.K8S_AUDIT_WINDOW_MAX_TRACKED_KEYS;
     while (map.size > cap) {
       map.delete(map.keys().next().value as string);
       this.stats.evictedKeys++;
