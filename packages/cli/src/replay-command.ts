@@ -231,7 +231,7 @@ export function formatSummary(s: ReplaySummary, detected: boolean): string {
   const rate = s.seconds > 0 ? Math.round(s.eventsRead / s.seconds) : 0;
   out.push("");
   out.push(
-    `files ${s.files}  bytes ${s.bytes}  events read ${s.eventsRead}  matched ${s.matched}  malformed ${s.malformed}  (${formatElapsed(s.seconds)}, ${rate} events/s)`,
+    `files ${s.files}  bytes ${s.bytes}  events read ${s.eventsRead}  matched ${s.matched}  malformed ${s.malformed}${s.skipped ? `  skipped (not Kubernetes) ${s.skipped}` : ""}  (${formatElapsed(s.seconds)}, ${rate} events/s)`,
   );
   if (s.firstEvent && s.lastEvent)
     out.push(`time span ${s.firstEvent} → ${s.lastEvent} (${inWords(Date.parse(s.lastEvent) - Date.parse(s.firstEvent))})`);

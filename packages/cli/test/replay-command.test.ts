@@ -9,6 +9,7 @@ function summary(overrides: Partial<ReplaySummary> = {}): ReplaySummary {
     eventsRead: 1000,
     matched: 900,
     malformed: 0,
+    skipped: 0,
     malformedSamples: [],
     futureEvents: 0,
     futureSamples: [],

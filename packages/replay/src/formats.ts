@@ -12,6 +12,8 @@ export type SourceFormat = "audit" | "eks" | "aks" | "gke";
 export interface Decoded {
   event: unknown;
   format: SourceFormat;
+  /** Set when the record is not a Kubernetes API call at all (a GKE project's billing or compute entry): the reason. */
+  skipped?: string;
 }
 
 /** One parsed JSON value → the audit events it carries (none for envelopes without one). */
@@ -41,7 +43,10 @@ export function decodeRecord(value: unknown, out: Decoded[] = []): Decoded[] {
     return out;
   }
   if (isObject(value.protoPayload)) {
-    out.push({ event: fromGkeLogEntry(value), format: "gke" });
+    const notKubernetes = notAKubernetesEntry(value);
+    out.push(
+      notKubernetes ? { event: undefined, format: "gke", skipped: notKubernetes } : { event: fromGkeLogEntry(value), format: "gke" },
+    );
     return out;
   }
   out.push({ event: value, format: "audit" });
@@ -65,6 +70,19 @@ const GRPC_TO_HTTP: Record<number, number> = {
 };
 
 /**
+ * Why a Cloud Audit Logs entry is not a Kubernetes API call (a project's export also holds billing, compute and
+ * cluster-management entries such as `DeleteCluster`), or undefined when it is one: the Kubernetes API's entries are
+ * those of service `k8s.io` on a `k8s_cluster` resource.
+ */
+function notAKubernetesEntry(entry: Json): string | undefined {
+  const p = entry.protoPayload as Json;
+  const service = p.serviceName;
+  const resourceType = (entry.resource as Json | undefined)?.type;
+  if (service === "k8s.io" || (service === undefined && resourceType === "k8s_cluster")) return undefined;
+  return `GKE entry of ${typeof service === "string" ? service : "an unknown service"} (${String(p.methodName ?? "no method")}), not a Kubernetes API call`;
+}
+
+/**
  * A GKE Cloud Logging entry for a Kubernetes API call. Lossy: GKE keeps no stage (taken as ResponseComplete), no
  * auditID (operation.id or insertId stand in) and no impersonation details; methodName and resourceName give the verb
  * and the object. Marked with the annotation k8s-audit.io/source=gke.
@@ -73,6 +91,7 @@ export function fromGkeLogEntry(entry: Json): Json {
   const p = entry.protoPayload as Json;
   const method = String(p.methodName ?? "");
   const verb = method.split(".").pop() || "unknown";
+  const status = gkeHttpCode((p.status ?? {}) as Json, p.response, verb);
   const resourceName = String(p.resourceName ?? "");
   const { requestURI, objectRef } = gkeResource(resourceName);
   const auth = (p.authenticationInfo ?? {}) as Json;
@@ -88,27 +107,47 @@ export function fromGkeLogEntry(entry: Json): Json {
     verb,
     user: { username: String(auth.principalEmail ?? "unknown") },
     ...gkeCaller((p.requestMetadata ?? {}) as Json),
-    objectRef,
-    responseStatus: { code: gkeHttpCode((p.status ?? {}) as Json) },
+    ...(objectRef ? { objectRef } : {}),
+    responseStatus: { code: status },
     ...(p.request ? { requestObject: p.request } : {}),
     ...(p.response ? { responseObject: p.response } : {}),
+    // GKE keeps one time per call (when it happened) and when Logging received it; neither is a stage's time, so the
+    // call's time stands for both of the event's and the receipt is kept beside them.
     requestReceivedTimestamp: entry.timestamp,
     stageTimestamp: entry.timestamp,
-    annotations: { "k8s-audit.io/source": "gke", ...gkeDecision(p) },
+    annotations: {
+      ...stringLabels(entry.labels),
+      "k8s-audit.io/source": "gke",
+      ...(typeof entry.receiveTimestamp === "string" ? { "k8s-audit.io/gke-receive-timestamp": entry.receiveTimestamp } : {}),
+      ...gkeDecision(p),
+    },
     ...(typeof labels.cluster_name === "string" ? { cluster: labels.cluster_name } : {}),
   };
 }
 
-/** `apps/v1/namespaces/ns/deployments/web[/scale]` (`core` for the core group) → the objectRef and the request URI. */
-function gkeResource(resourceName: string): { requestURI: string; objectRef: Json } {
-  const [group = "", version = "v1", ...rest] = resourceName.split("/").filter(Boolean);
+/** An API version segment (`v1`, `v1beta1`, `v2alpha1`): what tells a resource path from a non-resource URL. */
+const API_VERSION = /^v\d+((alpha|beta)\d+)?$/;
+/** Subresources of a namespace itself (`namespaces/<name>/status`), not resources inside it. */
+const NAMESPACE_SUBRESOURCES = new Set(["status", "finalize"]);
+
+/**
+ * `apps/v1/namespaces/ns/deployments/web[/scale[/…]]` (`core` for the core group) → the objectRef and the request URI.
+ * A name without a version segment is a non-resource URL (`readyz`, `livez`, `version`, `api/v1` discovery): it has
+ * no objectRef, as the apiserver logs it.
+ */
+function gkeResource(resourceName: string): { requestURI: string; objectRef?: Json } {
+  const parts = resourceName.split("/").filter(Boolean);
+  const [group = "", version = "", ...rest] = parts;
+  if (!API_VERSION.test(version) || rest.length === 0) return { requestURI: `/${parts.join("/")}` };
   const apiGroup = group === "core" ? "" : group;
   let namespace: string | undefined;
   let tail = rest;
-  if (tail[0] === "namespaces" && tail.length >= 3) {
+  const namespaceSubresource = tail.length === 3 && tail[0] === "namespaces" && NAMESPACE_SUBRESOURCES.has(tail[2] as string);
+  if (tail[0] === "namespaces" && tail.length >= 3 && !namespaceSubresource) {
     namespace = tail[1];
     tail = tail.slice(2);
   }
+  // Anything past the subresource (a proxy's path) belongs to the URI, not the objectRef.
   const [resource, name, subresource] = tail;
   return {
     requestURI: `/${apiGroup ? `apis/${apiGroup}` : "api"}/${version}/${rest.join("/")}`,
@@ -131,8 +170,20 @@ function gkeCaller(meta: Json): Json {
   };
 }
 
-function gkeHttpCode(status: Json): number {
-  return typeof status.code === "number" ? (GRPC_TO_HTTP[status.code] ?? 500) : 200;
+/**
+ * The HTTP status: from a gRPC status code when the entry has one, else from a Status object in the response (the
+ * apiserver's own answer), else 201 for a create and 200 for the rest (GKE writes no code on success).
+ */
+function gkeHttpCode(status: Json, response: unknown, verb: string): number {
+  if (typeof status.code === "number" && status.code !== 0) return GRPC_TO_HTTP[status.code] ?? 500;
+  if (isObject(response) && response.kind === "Status" && typeof response.code === "number") return response.code;
+  return verb === "create" ? 201 : 200;
+}
+
+/** The entry's labels (admission and authorization annotations such as `authorization.k8s.io/reason`), as annotations. */
+function stringLabels(labels: unknown): Record<string, string> {
+  if (!isObject(labels)) return {};
+  return Object.fromEntries(Object.entries(labels).filter((e): e is [string, string] => typeof e[1] === "string"));
 }
 
 /** The authorization decision annotation, when the entry records one (its first authorizationInfo). */

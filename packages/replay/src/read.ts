@@ -15,7 +15,7 @@ export interface ReadContext {
    * (docs/redaction.md). Off only through the library option `replay({ redact: false })` (benchmarks); the CLI has no switch.
    */
   redact: boolean;
-  counts: { eventsRead: number; matched: number };
+  counts: { eventsRead: number; matched: number; skipped: number };
   malformed: (file: string, line: number, reason: string) => void;
   onBytes: (file: string, n: number) => void;
 }
@@ -109,7 +109,11 @@ function decodeInto(value: unknown, place: Place, seq: number, context: ReadCont
     context.malformed(place.file, place.line, `malformed envelope: ${describeJsonError(err)}`);
     return seq;
   }
-  for (const { event } of decoded) {
+  for (const { event, skipped } of decoded) {
+    if (skipped !== undefined) {
+      context.counts.skipped++;
+      continue;
+    }
     context.counts.eventsRead++;
     // Before anything else sees it: the filters' reports, the detector (so alerts are built from redacted events) and
     // every sink (Kafka, webhook, Elasticsearch, stdout, the alerts file).

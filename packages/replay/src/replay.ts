@@ -61,6 +61,8 @@ export interface ReplaySummary {
   eventsRead: number;
   matched: number;
   malformed: number;
+  /** Records that are not Kubernetes API calls (a GKE project's billing or compute entries): counted, not replayed. */
+  skipped: number;
   /** The first malformed records, with file:line and reason. */
   malformedSamples: MalformedRecord[];
   /** Events stamped in the future: replayed (last, by their time), but kept out of the time span. */
@@ -123,6 +125,7 @@ export async function replay(options: ReplayOptions): Promise<ReplaySummary> {
     eventsRead: 0,
     matched: 0,
     malformed: 0,
+    skipped: 0,
     malformedSamples: [],
     futureEvents: 0,
     futureSamples: [],

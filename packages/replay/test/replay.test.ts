@@ -147,7 +147,7 @@ describe("replay", () => {
       user: { username: "mallory@example.com" },
       sourceIPs: ["203.0.113.9"],
       objectRef: { resource: "clusterrolebindings", name: "evil", apiGroup: "rbac.authorization.k8s.io" },
-      responseStatus: { code: 200 },
+      responseStatus: { code: 201 },
       cluster: "gke-prod",
     });
     // the same detection runs on all three (two of them by one user fold into a storm summary, which lists both)
