@@ -14,43 +14,70 @@ export interface Decoded {
   format: SourceFormat;
   /** Set when the record is not a Kubernetes API call at all (a GKE project's billing or compute entry): the reason. */
   skipped?: string;
+  /** Set when one record of a batch cannot be read (its envelope named): the rest of the batch still is. */
+  malformed?: string;
 }
+
+/** The AKS diagnostic categories that hold audit events; an Event Hub batch mixes them with control-plane logs. */
+const AKS_AUDIT_CATEGORIES = new Set(["kube-audit", "kube-audit-admin"]);
 
 /** One parsed JSON value → the audit events it carries (none for envelopes without one). */
 export function decodeRecord(value: unknown, out: Decoded[] = []): Decoded[] {
-  if (Array.isArray(value)) {
-    for (const v of value) decodeRecord(v, out);
-    return out;
-  }
-  if (!isObject(value)) {
-    out.push({ event: value, format: "audit" });
-    return out;
-  }
-  if (value.kind === "EventList" && Array.isArray(value.items)) {
+  if (Array.isArray(value)) decodeBatch(value, out);
+  else if (!isObject(value)) out.push({ event: value, format: "audit" });
+  else if (value.kind === "EventList" && Array.isArray(value.items))
     for (const item of value.items) out.push({ event: item, format: "audit" });
-    return out;
+  else if (Array.isArray(value.records)) decodeBatch(value.records, out);
+  else if (Array.isArray(value.logEvents)) decodeBatch(value.logEvents, out);
+  else out.push(decodeEnvelope(value));
+  return out;
+}
+
+/** One bad record costs one record: the others of its batch are still read. */
+function decodeBatch(records: unknown[], out: Decoded[]): void {
+  for (const [index, record] of records.entries()) {
+    try {
+      decodeRecord(record, out);
+    } catch (err) {
+      out.push({
+        event: undefined,
+        format: "audit",
+        malformed: `record ${index} of the batch: ${err instanceof Error ? err.message : String(err)}`,
+      });
+    }
   }
-  if (Array.isArray(value.records)) return decodeRecord(value.records, out);
-  if (Array.isArray(value.logEvents)) return decodeRecord(value.logEvents, out);
+}
+
+/** A single record: an AKS diagnostic record, an EKS CloudWatch event, a GKE LogEntry, or an audit event itself. */
+function decodeEnvelope(value: Json): Decoded {
   const properties = value.properties;
-  if (isObject(properties) && typeof properties.log === "string") {
-    out.push({ event: JSON.parse(properties.log), format: "aks" });
-    return out;
-  }
+  if (isObject(properties) && (typeof properties.log === "string" || isObject(properties.log))) return decodeAks(value, properties.log);
   const message = typeof value.message === "string" ? value.message : typeof value["@message"] === "string" ? value["@message"] : undefined;
-  if (message !== undefined && value.auditID === undefined) {
-    out.push({ event: JSON.parse(message), format: "eks" });
-    return out;
-  }
+  if (message !== undefined && value.auditID === undefined) return { event: JSON.parse(message), format: "eks" };
   if (isObject(value.protoPayload)) {
     const notKubernetes = notAKubernetesEntry(value);
-    out.push(
-      notKubernetes ? { event: undefined, format: "gke", skipped: notKubernetes } : { event: fromGkeLogEntry(value), format: "gke" },
-    );
-    return out;
+    return notKubernetes ? { event: undefined, format: "gke", skipped: notKubernetes } : { event: fromGkeLogEntry(value), format: "gke" };
   }
-  out.push({ event: value, format: "audit" });
-  return out;
+  return { event: value, format: "audit" };
+}
+
+/** An AKS diagnostic record: audit categories decoded (`log` as a string or an object), the others skipped. */
+function decodeAks(record: Json, log: unknown): Decoded {
+  const category = record.category;
+  if (typeof category === "string" && !AKS_AUDIT_CATEGORIES.has(category))
+    return { event: undefined, format: "aks", skipped: `AKS diagnostic record of category ${category}, not an audit record` };
+  return { event: typeof log === "string" ? parseAksLog(log) : log, format: "aks" };
+}
+
+/** An AKS record's `properties.log`; Azure cuts it at 16 KiB, which leaves JSON that does not parse: said so. */
+function parseAksLog(log: string): unknown {
+  try {
+    return JSON.parse(log);
+  } catch {
+    throw new Error(
+      `AKS properties.log is not JSON${log.length >= 16_000 ? ` (${log.length} characters: cut by Azure's 16 KiB limit?)` : ""}`,
+    );
+  }
 }
 
 /** gRPC status codes (google.rpc.Code) → the HTTP status the apiserver answered. */

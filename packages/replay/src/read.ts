@@ -109,9 +109,13 @@ function decodeInto(value: unknown, place: Place, seq: number, context: ReadCont
     context.malformed(place.file, place.line, `malformed envelope: ${describeJsonError(err)}`);
     return seq;
   }
-  for (const { event, skipped } of decoded) {
+  for (const { event, skipped, malformed } of decoded) {
     if (skipped !== undefined) {
       context.counts.skipped++;
+      continue;
+    }
+    if (malformed !== undefined) {
+      context.malformed(place.file, place.line, describeJsonError(new Error(malformed)));
       continue;
     }
     context.counts.eventsRead++;

@@ -183,3 +183,47 @@ describe("GKE Cloud Logging exports", () => {
     ]);
   });
 });
+
+describe("AKS Event Hub batches", () => {
+  const audit = (id: string) =>
+    JSON.stringify({
+      kind: "Event",
+      apiVersion: "audit.k8s.io/v1",
+      level: "Metadata",
+      auditID: id,
+      stage: "ResponseComplete",
+      requestURI: "/api/v1/namespaces/default/pods",
+      verb: "list",
+      user: { username: "alice" },
+      objectRef: { resource: "pods", namespace: "default", apiVersion: "v1" },
+      responseStatus: { code: 200 },
+      requestReceivedTimestamp: "2026-11-30T10:00:00.000001Z",
+      stageTimestamp: "2026-11-30T10:00:00.000002Z",
+    });
+  const record = (category: string, log: unknown) => ({
+    category,
+    operationName: "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+    properties: { log, pod: "kube-apiserver-1" },
+    resourceId: "/SUBSCRIPTIONS/X/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/AKS-PROD",
+    time: "2026-11-30T10:00:01Z",
+  });
+
+  it("reads every audit record of a batch that mixes categories and holds one cut record, naming the bad one", async () => {
+    const batch = {
+      records: [
+        record("kube-audit", audit("aks-a")),
+        record("kube-controller-manager", 'I1130 10:00:00.000000 1 controller.go:42] "Reconciling" node="aks-node-1"'),
+        record("kube-audit", audit("aks-b").slice(0, 120)),
+        record("kube-audit-admin", JSON.parse(audit("aks-c"))),
+      ],
+    };
+    const dir = mkdtempSync(join(tmpdir(), "aks-batch-"));
+    writeFileSync(join(dir, "eventhub.json"), `${JSON.stringify(batch)}\n`);
+    const seen: string[] = [];
+    const summary = await replay({ inputs: [dir], onEvent: (e) => void seen.push(e.auditID) });
+    expect(seen.sort()).toEqual(["aks-a", "aks-c"]);
+    expect(summary.skipped).toBe(1);
+    expect(summary.malformed).toBe(1);
+    expect(summary.malformedSamples[0]?.reason).toMatch(/^record 2 of the batch: AKS properties.log is not JSON/);
+  });
+});
