@@ -1,3 +1,5 @@
+import { gunzipSync } from "node:zlib";
+
 /**
  * The archive formats investigators hold, turned into audit events: --audit-log-path JSON lines, EventList and
  * single-event files, and the cloud exports (docs/decisions/0011-audit-log-formats.md): EKS via CloudWatch
@@ -28,16 +30,52 @@ export function decodeRecord(value: unknown, out: Decoded[] = []): Decoded[] {
   else if (value.kind === "EventList" && Array.isArray(value.items))
     for (const item of value.items) out.push({ event: item, format: "audit" });
   else if (Array.isArray(value.records)) decodeBatch(value.records, out);
-  else if (Array.isArray(value.logEvents)) decodeBatch(value.logEvents, out);
+  else if (Array.isArray(value.logEvents)) decodeBatch(value.logEvents, out, eksCluster(value.logGroup));
+  // `aws logs filter-log-events` / `get-log-events` output.
+  else if (Array.isArray(value.events) && value.kind === undefined) decodeBatch(value.events, out);
+  // `aws logs get-query-results` (Logs Insights): rows of {field, value}.
+  else if (Array.isArray(value.results) && value.results.every(Array.isArray)) decodeBatch(value.results.map(insightsRow), out);
+  else if (isObject(value.awslogs) && typeof value.awslogs.data === "string") decodeSubscription(value.awslogs.data, out);
   else out.push(decodeEnvelope(value));
   return out;
 }
 
-/** One bad record costs one record: the others of its batch are still read. */
-function decodeBatch(records: unknown[], out: Decoded[]): void {
+/** `/aws/eks/<cluster>/cluster`, the log group EKS writes its control-plane logs to → the cluster's name. */
+function eksCluster(logGroup: unknown): string | undefined {
+  return typeof logGroup === "string" ? /^\/aws\/eks\/([^/]+)\/cluster$/.exec(logGroup)?.[1] : undefined;
+}
+
+/** A Logs Insights result row (`[{field: "@message", value: "…"}, …]`) as the object it stands for. */
+function insightsRow(row: unknown[]): Json {
+  const out: Json = {};
+  for (const cell of row) if (isObject(cell) && typeof cell.field === "string") out[cell.field] = cell.value;
+  return out;
+}
+
+/**
+ * A CloudWatch Logs subscription payload as a Lambda receives it (`{"awslogs":{"data":<base64 gzip>}}`): its log
+ * events, with the cluster from its log group. A CONTROL_MESSAGE (CloudWatch checking the destination) carries none.
+ */
+function decodeSubscription(data: string, out: Decoded[]): void {
+  const payload: unknown = JSON.parse(gunzipSync(Buffer.from(data, "base64")).toString("utf8"));
+  if (!isObject(payload)) throw new Error("CloudWatch subscription payload is not a JSON object");
+  if (payload.messageType === "CONTROL_MESSAGE") {
+    out.push({ event: undefined, format: "eks", skipped: "CloudWatch subscription control message" });
+    return;
+  }
+  decodeBatch(Array.isArray(payload.logEvents) ? payload.logEvents : [], out, eksCluster(payload.logGroup));
+}
+
+/**
+ * One bad record costs one record: the others of its batch are still read. `cluster`, when the envelope names it (an
+ * EKS log group), is given to the events that do not name their own.
+ */
+function decodeBatch(records: unknown[], out: Decoded[], cluster?: string): void {
   for (const [index, record] of records.entries()) {
     try {
+      const from = out.length;
       decodeRecord(record, out);
+      if (cluster) for (let i = from; i < out.length; i++) withCluster(out[i]?.event, cluster);
     } catch (err) {
       out.push({
         event: undefined,
@@ -52,13 +90,29 @@ function decodeBatch(records: unknown[], out: Decoded[]): void {
 function decodeEnvelope(value: Json): Decoded {
   const properties = value.properties;
   if (isObject(properties) && (typeof properties.log === "string" || isObject(properties.log))) return decodeAks(value, properties.log);
-  const message = typeof value.message === "string" ? value.message : typeof value["@message"] === "string" ? value["@message"] : undefined;
-  if (message !== undefined && value.auditID === undefined) return { event: JSON.parse(message), format: "eks" };
+  const message = value.message ?? value["@message"];
+  if (value.auditID === undefined && (typeof message === "string" || isObject(message)))
+    return { event: typeof message === "string" ? parseEksMessage(message) : message, format: "eks" };
   if (isObject(value.protoPayload)) {
     const notKubernetes = notAKubernetesEntry(value);
     return notKubernetes ? { event: undefined, format: "gke", skipped: notKubernetes } : { event: fromGkeLogEntry(value), format: "gke" };
   }
   return { event: value, format: "audit" };
+}
+
+function withCluster(event: unknown, cluster: string): void {
+  if (isObject(event) && event.cluster === undefined) event.cluster = cluster;
+}
+
+/** An EKS log event's `message`; CloudWatch cuts events at 256 KB, which leaves JSON that does not parse: said so. */
+function parseEksMessage(message: string): unknown {
+  try {
+    return JSON.parse(message);
+  } catch {
+    throw new Error(
+      `EKS CloudWatch message is not JSON${message.length >= 255_000 ? ` (${message.length} characters: cut by CloudWatch's 256 KB limit?)` : ""}`,
+    );
+  }
 }
 
 /** An AKS diagnostic record: audit categories decoded (`log` as a string or an object), the others skipped. */

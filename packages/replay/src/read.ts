@@ -27,6 +27,13 @@ interface Place {
   line: number;
 }
 
+/** A CloudWatch `CreateExportTask` line: `<ISO timestamp> <the event's JSON>`. */
+const EXPORT_TASK_PREFIX = /^\d{4}-\d{2}-\d{2}T[\d:.]+Z \{/;
+
+function withoutExportTimestamp(text: string): string {
+  return EXPORT_TASK_PREFIX.test(text) ? text.slice(text.indexOf(" ") + 1) : text;
+}
+
 /** A first line that opens a JSON document without closing it: a pretty-printed EventList or Event, read whole. */
 const OPENS_DOCUMENT = /^\s*[[{]\s*$/;
 const BLANK = /^\s*$/;
@@ -61,7 +68,7 @@ class LogReader {
           if (text.length === 0 || BLANK.test(text)) continue;
           let value: unknown;
           try {
-            value = JSON.parse(text);
+            value = JSON.parse(withoutExportTimestamp(text));
           } catch (err) {
             if (place.line === 1 && OPENS_DOCUMENT.test(text)) {
               wholeDocument = true;
