@@ -36,7 +36,7 @@ export function decodeRecord(value: unknown, out: Decoded[] = []): Decoded[] {
   // `aws logs get-query-results` (Logs Insights): rows of {field, value}.
   else if (Array.isArray(value.results) && value.results.every(Array.isArray)) decodeBatch(value.results.map(insightsRow), out);
   else if (isObject(value.awslogs) && typeof value.awslogs.data === "string") decodeSubscription(value.awslogs.data, out);
-  else out.push(decodeEnvelope(value));
+  else decodeEnvelope(value, out);
   return out;
 }
 
@@ -86,18 +86,32 @@ function decodeBatch(records: unknown[], out: Decoded[], cluster?: string): void
   }
 }
 
-/** A single record: an AKS diagnostic record, an EKS CloudWatch event, a GKE LogEntry, or an audit event itself. */
-function decodeEnvelope(value: Json): Decoded {
+/**
+ * A single record: an AKS diagnostic record, an EKS CloudWatch event, a GKE LogEntry, or an audit event itself. A
+ * shipper's wrapper (Filebeat, Elastic Agent, Logstash: the original record in `message`) is unwrapped, so a GKE
+ * entry or an AKS record inside one is read as such, not taken for EKS.
+ */
+function decodeEnvelope(value: Json, out: Decoded[]): void {
   const properties = value.properties;
-  if (isObject(properties) && (typeof properties.log === "string" || isObject(properties.log))) return decodeAks(value, properties.log);
+  if (isObject(properties) && (typeof properties.log === "string" || isObject(properties.log))) {
+    out.push(decodeAks(value, properties.log));
+    return;
+  }
   const message = value.message ?? value["@message"];
-  if (value.auditID === undefined && (typeof message === "string" || isObject(message)))
-    return { event: typeof message === "string" ? parseEksMessage(message) : message, format: "eks" };
+  if (value.auditID === undefined && (typeof message === "string" || isObject(message))) {
+    const inner = typeof message === "string" ? parseEksMessage(message) : message;
+    if (isObject(inner) && inner.auditID === undefined) decodeRecord(inner, out);
+    else out.push({ event: inner, format: "eks" });
+    return;
+  }
   if (isObject(value.protoPayload)) {
     const notKubernetes = notAKubernetesEntry(value);
-    return notKubernetes ? { event: undefined, format: "gke", skipped: notKubernetes } : { event: fromGkeLogEntry(value), format: "gke" };
+    out.push(
+      notKubernetes ? { event: undefined, format: "gke", skipped: notKubernetes } : { event: fromGkeLogEntry(value), format: "gke" },
+    );
+    return;
   }
-  return { event: value, format: "audit" };
+  out.push({ event: value, format: "audit" });
 }
 
 function withCluster(event: unknown, cluster: string): void {

@@ -227,3 +227,16 @@ describe("AKS Event Hub batches", () => {
     expect(summary.malformedSamples[0]?.reason).toMatch(/^record 2 of the batch: AKS properties.log is not JSON/);
   });
 });
+
+describe("records wrapped by a log shipper", () => {
+  it("unwraps a GKE entry or an AKS record held in `message` (Filebeat, Elastic Agent, Logstash) instead of taking it for EKS", () => {
+    const gke = EXPORT[3];
+    const aks = { category: "kube-audit", properties: { log: JSON.stringify({ auditID: "wrapped-aks" }) } };
+    const [fromGke] = decodeRecord({ "@timestamp": "2026-11-30T10:00:02Z", message: JSON.stringify(gke), agent: { type: "filebeat" } });
+    expect(fromGke).toMatchObject({ format: "gke", event: { auditID: "k-create", cluster: "c1" } });
+    const [fromAks] = decodeRecord({ message: JSON.stringify(aks), host: { name: "logstash-1" } });
+    expect(fromAks).toMatchObject({ format: "aks", event: { auditID: "wrapped-aks" } });
+    const [skipped] = decodeRecord({ message: JSON.stringify(EXPORT[0]) });
+    expect(skipped?.skipped).toMatch(/not a Kubernetes API call/);
+  });
+});
