@@ -23,6 +23,10 @@ export interface IngestOptions extends Partial<IngestSettings> {
   logger: Logger;
   /** Bearer tokens given directly (tests, embedding). */
   tokens?: TokenSet;
+  /**
+   * Tokens /metrics and the details of /readyz require on a server started alone; under the runner the process's
+   * ops endpoints (`ops`) decide, from K8S_AUDIT_METRICS_TOKEN_FILE.
+   */
   metricsTokens?: TokenSet;
   spool?: Spool;
   dedup?: RecentEvents;
@@ -53,7 +57,6 @@ export function createIngestServer(given: IngestOptions): FastifyInstance & { me
   const metrics = options.metrics ?? createIngestMetrics();
   const retryAfter = String(options.retryAfterSeconds);
   const tokens = options.tokens ?? (options.tokensFile ? TokenSet.fromFile(options.tokensFile) : undefined);
-  const metricsTokens = options.metricsTokens ?? (options.metricsTokensFile ? TokenSet.fromFile(options.metricsTokensFile) : undefined);
   const mtls = Boolean(options.tls?.clientCa);
   // mTLS as the only method: verify in the handshake. With tokens too, a client without a certificate must reach HTTP
   // to show its token, so the certificate is checked in onRequest instead.
@@ -124,12 +127,7 @@ export function createIngestServer(given: IngestOptions): FastifyInstance & { me
       ),
     );
   }
-  for (const [file, set] of [
-    [options.tokensFile, options.tokensFile ? tokens : undefined],
-    [options.metricsTokensFile, options.metricsTokensFile ? metricsTokens : undefined],
-  ] as const) {
-    if (file && set) stopWatching.push(watchTokenFile(file, set, logger, options.reloadIntervalMs));
-  }
+  if (options.tokensFile && tokens) stopWatching.push(watchTokenFile(options.tokensFile, tokens, logger, options.reloadIntervalMs));
 
   const ingestor = new Ingestor({ ...options, metrics });
 
@@ -245,7 +243,7 @@ export function createIngestServer(given: IngestOptions): FastifyInstance & { me
       [{ name: "ingest", ready: () => options.bus.ping(), readyDetails: () => ({ spooledBytes: options.spool?.size ?? 0 }) }],
       metrics.registry,
       {
-        authorizeMetrics: (authorization) => !metricsTokens || metricsTokens.verifyAuthorization(authorization),
+        authorizeMetrics: (authorization) => !options.metricsTokens || options.metricsTokens.verifyAuthorization(authorization),
       },
     );
   for (const path of ["/healthz", "/readyz", "/metrics"]) {

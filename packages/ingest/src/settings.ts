@@ -1,4 +1,4 @@
-import { type Config, ConfigSchema } from "@k8s-audit/core";
+import { type Config, DEFAULT_CONFIG } from "@k8s-audit/core";
 import type { TlsFiles } from "./tls.js";
 
 /** What the ingest takes from the configuration (docs/configuration.md has each key's meaning and default). */
@@ -36,8 +36,6 @@ export interface IngestSettings {
   tls?: TlsFiles & { allowedSubjects?: string[] };
   /** Bearer tokens, one per line (`<token> <cluster>[,<cluster>…]`, see tokens.ts); reloaded on change. */
   tokensFile?: string;
-  /** Token(s) that /metrics and the details of /readyz require; both are open when neither is set. */
-  metricsTokensFile?: string;
 }
 
 /** The one mapping from K8S_AUDIT_* keys to the ingest's settings. */
@@ -61,7 +59,6 @@ export function ingestSettings(config: Config): IngestSettings {
     retryAfterSeconds: config.K8S_AUDIT_RETRY_AFTER_SECONDS,
     publishTimeoutMs: config.K8S_AUDIT_PUBLISH_TIMEOUT_SECONDS * 1000,
     ...(config.K8S_AUDIT_TOKENS_FILE ? { tokensFile: config.K8S_AUDIT_TOKENS_FILE } : {}),
-    ...(config.K8S_AUDIT_METRICS_TOKEN_FILE ? { metricsTokensFile: config.K8S_AUDIT_METRICS_TOKEN_FILE } : {}),
     ...(tls
       ? {
           tls: {
@@ -76,13 +73,11 @@ export function ingestSettings(config: Config): IngestSettings {
 }
 
 /** The schema's defaults, for a server or ingestor built without a configuration (tests, benches, embedding). */
-export const DEFAULT_INGEST_SETTINGS: IngestSettings = ingestSettings(ConfigSchema.parse({}));
+export const DEFAULT_INGEST_SETTINGS: IngestSettings = ingestSettings(DEFAULT_CONFIG);
 
 /** The given settings, each one left out (or undefined) taken from the schema's defaults. */
-export function withDefaultSettings<T extends Partial<IngestSettings>>(
-  options: T,
-): T & Omit<IngestSettings, "tls" | "tokensFile" | "metricsTokensFile"> {
-  const out: Record<string, unknown> = { ...DEFAULT_INGEST_SETTINGS, ...options };
+export function withDefaultSettings<T extends Partial<IngestSettings>>(options: T): T & Omit<IngestSettings, "tls" | "tokensFile"> {
+  const out: Record<string, unknown> = { ...options };
   for (const [key, value] of Object.entries(DEFAULT_INGEST_SETTINGS)) if (out[key] === undefined) out[key] = value;
   return out as unknown as T & IngestSettings;
 }
