@@ -48,6 +48,18 @@ export interface DetectionStageOptions {
   onAssignment?: (partitions: number[]) => void;
 }
 
+/** The pack of each configuration: the detector and window stages of one process load the rule files once. */
+const packs = new WeakMap<Config, DetectionPack>();
+
+function packFor(config: Config): DetectionPack {
+  let pack = packs.get(config);
+  if (!pack) {
+    pack = loadDetection(detectionDirs(config));
+    packs.set(config, pack);
+  }
+  return pack;
+}
+
 /** A stage that is one consumer on the bus: ready while the bus answers, stopped by stopping its subscription. */
 abstract class ConsumerStage implements Stage {
   abstract readonly name: string;
@@ -58,7 +70,7 @@ abstract class ConsumerStage implements Stage {
 
   async start(context: StageContext): Promise<void> {
     this.bus = context.bus;
-    this.subscription = await this.subscribe(context, this.options.pack ?? loadDetection(detectionDirs(context.config)));
+    this.subscription = await this.subscribe(context, this.options.pack ?? packFor(context.config));
   }
 
   protected abstract subscribe(context: StageContext, pack: DetectionPack): Promise<Subscription>;
