@@ -1,5 +1,6 @@
 export * from "./alert.js";
 export * from "./audit-event.js";
+export { deadLetterMessage } from "./bus/dead-letter.js";
 export { KafkaBus, type KafkaBusOptions } from "./bus/kafka.js";
 export type { MemoryBusOptions } from "./bus/memory.js";
 export { MemoryBus } from "./bus/memory.js";

@@ -4,6 +4,7 @@ import {
   type BusMessage,
   consumerGroupsOf,
   DEFAULT_CONFIG,
+  deadLetterMessage,
   eventTime,
   type Logger,
   looksLikeAuditEvent,
@@ -179,5 +180,5 @@ function mergeOffsets(a: { partition: number; offset: string }[], b: { partition
 }
 
 function deadLetter(raw: string, reason: string, key?: string): BusMessage {
-  return { key, value: raw, headers: { "x-k8s-audit-reason": reason, "x-k8s-audit-stage": "detector" } };
+  return deadLetterMessage("detector", reason, { value: raw, ...(key === undefined ? {} : { key }) });
 }

@@ -5,6 +5,7 @@ import {
   type ConsumedMessage,
   consumerGroupsOf,
   DEFAULT_CONFIG,
+  deadLetterMessage,
   type Logger,
   type Subscription,
   type Topics,
@@ -127,11 +128,7 @@ function applyRecords(
         { partition: message.partition, offset: message.offset, reason: decoded.unusable },
         "windows topic: unusable record; dead-lettered",
       );
-      deadLetters.push({
-        key: message.key,
-        value: message.value,
-        headers: { "x-k8s-audit-reason": `window stage: ${decoded.unusable}`, "x-k8s-audit-stage": "windows" },
-      });
+      deadLetters.push(deadLetterMessage("windows", `window stage: ${decoded.unusable}`, { key: message.key, value: message.value }));
       continue;
     }
     const record = decoded.record;

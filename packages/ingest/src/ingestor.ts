@@ -4,6 +4,7 @@ import {
   type Bus,
   type BusMessage,
   DEFAULT_MAX_FUTURE_SKEW_MS,
+  deadLetterMessage,
   describeIssues,
   itemsOf,
   type Logger,
@@ -135,15 +136,12 @@ export class Ingestor {
       const cuts = cutsByItem.get(index);
       const dead = (reason: string, value: { value: string; truncated: boolean }) => {
         if (errors.length < MAX_REPORTED_ERRORS) errors.push({ index, reason });
-        deadLetters.push({
-          value: value.value,
-          headers: {
-            "x-k8s-audit-reason": reason,
-            "x-k8s-audit-stage": "ingest",
-            "x-k8s-audit-cluster": cluster,
-            ...(value.truncated || cuts ? { "x-k8s-audit-truncated": "true" } : {}),
-          },
-        });
+        deadLetters.push(
+          deadLetterMessage("ingest", reason, {
+            value: value.value,
+            headers: { "x-k8s-audit-cluster": cluster, ...(value.truncated || cuts ? { "x-k8s-audit-truncated": "true" } : {}) },
+          }),
+        );
       };
       // One item's failure (a walker's RangeError, a bug) is that item's dead letter, never a 5xx for the whole batch.
       let redacted = this.options.redact === false;

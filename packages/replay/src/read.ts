@@ -122,7 +122,7 @@ function decodeInto(value: unknown, place: Place, seq: number, context: ReadCont
       continue;
     }
     if (malformed !== undefined) {
-      context.malformed(place.file, place.line, describeJsonError(new Error(malformed)));
+      context.malformed(place.file, place.line, describeJsonError(malformed));
       continue;
     }
     context.counts.eventsRead++;

@@ -6,6 +6,7 @@ import {
   type ConsumedMessage,
   consumerGroupsOf,
   DEFAULT_CONFIG,
+  deadLetterMessage,
   describeIssues,
   type Logger,
   looksLikeAuditEvent,
@@ -154,5 +155,5 @@ function safeJson(text: string): unknown {
 }
 
 function deadLetter(raw: string, reason: string): BusMessage {
-  return { value: raw, headers: { "x-k8s-audit-reason": reason, "x-k8s-audit-stage": "shipper" } };
+  return deadLetterMessage("shipper", reason, { value: raw });
 }

@@ -1,4 +1,5 @@
 import { createLogger, type Logger } from "../logger.js";
+import { deadLetterMessage } from "./dead-letter.js";
 import type { Bus, BusMessage, ConsumedMessage, ConsumeOptions, Subscription } from "./types.js";
 
 interface TopicLog {
@@ -211,11 +212,7 @@ export class MemoryBus implements Bus {
     try {
       await this.publish(
         this.deadLetterTopic,
-        batch.map((m) => ({
-          key: m.key,
-          value: m.value,
-          headers: { ...m.headers, "x-k8s-audit-reason": reason, "x-k8s-audit-stage": groupId },
-        })),
+        batch.map((m) => deadLetterMessage(groupId, reason, m)),
       );
       return true;
     } catch (publishErr) {
