@@ -1,5 +1,5 @@
-import { type Alert, type AuditEvent, DEFAULT_CONFIG, eventTime, SEVERITY_SCORES } from "@k8s-audit/core";
-import { buildAlert, type CompiledRule, type CompiledWindowRule, countsInWindows, failed, refusal, requestKey } from "@k8s-audit/rules";
+import { type Alert, type AuditEvent, DEFAULT_CONFIG, eventTime, requestFailed, SEVERITY_SCORES } from "@k8s-audit/core";
+import { buildAlert, type CompiledRule, type CompiledWindowRule, countsInWindows, refusal, requestKey } from "@k8s-audit/rules";
 import { ClusterWindows, StormAggregator, type WindowEngineOptions } from "@k8s-audit/windows";
 
 export interface DetectorOptions {
@@ -82,7 +82,7 @@ export class Detector {
     if (!index) return windowed.length ? [...windowed] : [];
     const resource = event.objectRef?.resource;
     const specific = resource === undefined ? undefined : index.byResource.get(resource);
-    const ok = !failed(event);
+    const ok = !requestFailed(event);
     this.refused = null;
     let key: string | undefined;
     const alerts: Alert[] = [];

@@ -17,7 +17,6 @@ export {
   type ExecCommand,
   effectiveUser,
   execCommand,
-  failed,
   jsonPatchAsObject,
   refusal,
   requestKey,

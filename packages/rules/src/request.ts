@@ -80,9 +80,6 @@ export function requestKey(event: AuditEvent): string {
   return `${event.cluster ?? "default"}\u0000${event.auditID}\u0000${event.requestReceivedTimestamp ?? event.timestamp ?? ""}`;
 }
 
-/** The request failed: a 4xx/5xx answer, or authorization said forbid (core's one definition, requestFailed). */
-export const failed: (event: AuditEvent) => boolean = requestFailed;
-
 const ADMISSION_ANNOTATION_PREFIXES = [
   "pod-security.kubernetes.io/",
   "admission.k8s.io/",
@@ -143,7 +140,7 @@ function isApiObject(value: unknown): value is Record<string, unknown> {
 
 function resultingObject(event: AuditEvent): unknown {
   const { requestObject, responseObject } = event;
-  const refused = failed(event);
+  const refused = requestFailed(event);
   if (!refused && WRITE_VERBS.has(event.verb) && isApiObject(responseObject)) return responseObject;
   if (Array.isArray(requestObject)) return jsonPatchAsObject(requestObject);
   if (isObject(requestObject)) return requestObject;
