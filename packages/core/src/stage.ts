@@ -32,7 +32,10 @@ export interface Stage {
   start(context: StageContext): Promise<void>;
   /** Whether the stage can do its work now (its peers reachable), for /readyz. */
   ready(): Promise<boolean>;
-  /** Finishes what is in flight and releases what start took. Called once, in reverse start order. */
+  /**
+   * Finishes what is in flight and releases what start took. Called once, in reverse start order; also after a start
+   * that failed half-way, so it releases only what it has.
+   */
   stop(): Promise<void>;
   /** Details for /readyz (e.g. the ingest's spooled bytes), shown only to authorized readers. */
   readyDetails?(): Record<string, unknown>;
@@ -126,7 +129,8 @@ async function serveOps(listen: string, ops: OpsEndpoints): Promise<Server> {
 
 /**
  * Starts the stages in order on one bus (consumers before the ingest, so nothing is accepted that no one reads) and
- * returns their one stop, which runs in reverse order. A stage that fails to start stops those already started.
+ * returns their one stop, which runs in reverse order. A stage that fails to start is stopped, then those started
+ * before it.
  */
 export async function runStages(stages: readonly Stage[], options: RunnerOptions): Promise<RunningStages> {
   const metrics = new Registry();
@@ -158,8 +162,9 @@ export async function runStages(stages: readonly Stage[], options: RunnerOptions
   };
   try {
     for (const stage of stages) {
-      await stage.start(context);
+      // Before start: a stage that fails half-way (the ingest's spool open, its port taken) is stopped too.
       started.push(stage);
+      await stage.start(context);
     }
     if (options.opsListen) server = await serveOps(options.opsListen, ops);
   } catch (err) {
